@@ -1,0 +1,324 @@
+//! [`TopicFilter`]: what a subscription asks for, including shared subscriptions.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::{Error, MqttString};
+
+/// The prefix of a shared subscription (MQTT 5.0 section 4.8.2).
+const SHARE_PREFIX: &str = "$share/";
+
+/// A topic filter: a non-empty [`MqttString`] in which `+` is only ever a whole level and `#` only
+/// the whole last level (MQTT 3.1.1 MQTT-4.7.1-2 and -3; MQTT 5.0 MQTT-4.7.1-1 and -2).
+///
+/// A filter of the form `$share/{ShareName}/{filter}` is a shared subscription: the share name is
+/// non-empty and contains neither `/`, `+` nor `#`, and the filter after it is a non-empty valid
+/// filter (MQTT 5.0 section 4.8.2). It is recognised whatever the protocol version, so 3.1.1
+/// clients can join shared groups too.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicFilter {
+    text: MqttString,
+    /// Byte offset of the filter proper: 0, or just past `$share/{ShareName}/`.
+    filter_start: u16,
+}
+
+impl TopicFilter {
+    /// Validates `bytes` as a topic filter without copying them.
+    ///
+    /// # Errors
+    /// The [`MqttString`] errors, [`Error::Empty`], [`Error::InvalidWildcard`],
+    /// [`Error::InvalidShareName`] or [`Error::EmptySharedFilter`].
+    pub fn from_bytes(bytes: Bytes) -> Result<Self, Error> {
+        let text = MqttString::from_bytes(bytes)?;
+        let filter_start = validate(text.as_str())?;
+        Ok(Self { text, filter_start })
+    }
+
+    /// A filter known at compile time; validated all the same.
+    ///
+    /// # Errors
+    /// As [`TopicFilter::from_bytes`].
+    pub fn from_static(text: &'static str) -> Result<Self, Error> {
+        Self::from_bytes(Bytes::from_static(text.as_bytes()))
+    }
+
+    /// The whole text, including any `$share/{ShareName}/` prefix.
+    pub fn as_str(&self) -> &str {
+        self.text.as_str()
+    }
+
+    /// The validated string.
+    pub fn as_mqtt_str(&self) -> &MqttString {
+        &self.text
+    }
+
+    /// The underlying bytes.
+    pub fn as_bytes(&self) -> &Bytes {
+        self.text.as_bytes()
+    }
+
+    /// The filter that is matched against topic names: the whole text, or for a shared
+    /// subscription the part after `$share/{ShareName}/`.
+    pub fn filter(&self) -> &str {
+        self.as_str()
+            .get(usize::from(self.filter_start)..)
+            .unwrap_or_default()
+    }
+
+    /// The share name of a shared subscription.
+    pub fn share_name(&self) -> Option<&str> {
+        if self.filter_start == 0 {
+            return None;
+        }
+        self.as_str()
+            .get(SHARE_PREFIX.len()..usize::from(self.filter_start) - 1)
+    }
+
+    /// Whether this is a shared subscription (`$share/...`).
+    pub fn is_shared(&self) -> bool {
+        self.filter_start != 0
+    }
+
+    /// Whether the filter (after any share prefix) contains `+` or `#`.
+    pub fn has_wildcards(&self) -> bool {
+        self.filter().bytes().any(|b| b == b'+' || b == b'#')
+    }
+
+    /// The levels of [`TopicFilter::filter`], split at `/`.
+    pub fn levels(&self) -> std::str::Split<'_, char> {
+        self.filter().split('/')
+    }
+}
+
+/// Checks the filter rules and returns where the filter proper starts.
+fn validate(text: &str) -> Result<u16, Error> {
+    let Some(rest) = text.strip_prefix(SHARE_PREFIX) else {
+        validate_plain(text, 0)?;
+        return Ok(0);
+    };
+    let (share_name, filter) = rest.split_once('/').ok_or(Error::InvalidShareName)?;
+    if share_name.is_empty() || share_name.contains(['+', '#']) {
+        return Err(Error::InvalidShareName);
+    }
+    if filter.is_empty() {
+        return Err(Error::EmptySharedFilter);
+    }
+    let start = SHARE_PREFIX.len() + share_name.len() + 1;
+    validate_plain(filter, start)?;
+    // An MqttString is at most 65,535 bytes, so the offset always fits.
+    u16::try_from(start).map_err(|_| Error::TooLong { len: text.len() })
+}
+
+/// Checks the wildcard rules of a filter without share prefix; `base` offsets error positions.
+fn validate_plain(filter: &str, base: usize) -> Result<(), Error> {
+    if filter.is_empty() {
+        return Err(Error::Empty);
+    }
+    let mut offset = base;
+    let mut levels = filter.split('/').peekable();
+    while let Some(level) = levels.next() {
+        let is_last = levels.peek().is_none();
+        let ok = match level {
+            "+" => true,
+            "#" => is_last,
+            _ => !level.contains(['+', '#']),
+        };
+        if !ok {
+            let (at, wildcard) = level
+                .char_indices()
+                .find(|&(_, c)| c == '+' || c == '#')
+                .unwrap_or((0, '#'));
+            return Err(Error::InvalidWildcard {
+                offset: offset + at,
+                wildcard,
+            });
+        }
+        offset += level.len() + 1;
+    }
+    Ok(())
+}
+
+impl AsRef<str> for TopicFilter {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<&str> for TopicFilter {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Debug for TopicFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for TopicFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<Bytes> for TopicFilter {
+    type Error = Error;
+    fn try_from(bytes: Bytes) -> Result<Self, Error> {
+        Self::from_bytes(bytes)
+    }
+}
+
+impl TryFrom<&str> for TopicFilter {
+    type Error = Error;
+    fn try_from(text: &str) -> Result<Self, Error> {
+        Self::from_bytes(Bytes::copy_from_slice(text.as_bytes()))
+    }
+}
+
+impl TryFrom<String> for TopicFilter {
+    type Error = Error;
+    fn try_from(text: String) -> Result<Self, Error> {
+        Self::from_bytes(Bytes::from(text))
+    }
+}
+
+impl TryFrom<MqttString> for TopicFilter {
+    type Error = Error;
+    fn try_from(text: MqttString) -> Result<Self, Error> {
+        let filter_start = validate(text.as_str())?;
+        Ok(Self { text, filter_start })
+    }
+}
+
+impl From<TopicFilter> for MqttString {
+    fn from(filter: TopicFilter) -> MqttString {
+        filter.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, expected: Result<(), Error>) {
+        assert_eq!(
+            TopicFilter::try_from(text).map(|_| ()),
+            expected,
+            "filter {text:?}"
+        );
+    }
+
+    /// MQTT-4.7.1-2 (3.1.1) / MQTT-4.7.1-1 (5.0): `#` alone or after a separator, and only last.
+    #[test]
+    fn mqtt_4_7_1_2_multi_level_wildcard_placement() {
+        for ok in ["#", "sport/#", "sport/tennis/#", "/#", "+/#"] {
+            check(ok, Ok(()));
+        }
+        check(
+            "sport/tennis#",
+            Err(Error::InvalidWildcard {
+                offset: 12,
+                wildcard: '#',
+            }),
+        );
+        check(
+            "sport/tennis/#/ranking",
+            Err(Error::InvalidWildcard {
+                offset: 13,
+                wildcard: '#',
+            }),
+        );
+        check(
+            "#/",
+            Err(Error::InvalidWildcard {
+                offset: 0,
+                wildcard: '#',
+            }),
+        );
+        check(
+            "##",
+            Err(Error::InvalidWildcard {
+                offset: 0,
+                wildcard: '#',
+            }),
+        );
+    }
+
+    /// MQTT-4.7.1-3 (3.1.1) / MQTT-4.7.1-2 (5.0): `+` must occupy an entire level.
+    #[test]
+    fn mqtt_4_7_1_3_single_level_wildcard_placement() {
+        for ok in ["+", "+/tennis/#", "sport/+/player1", "/+", "+/+", "a/+/"] {
+            check(ok, Ok(()));
+        }
+        check(
+            "sport+",
+            Err(Error::InvalidWildcard {
+                offset: 5,
+                wildcard: '+',
+            }),
+        );
+        check(
+            "sport/+x",
+            Err(Error::InvalidWildcard {
+                offset: 6,
+                wildcard: '+',
+            }),
+        );
+        check(
+            "a/b+/c",
+            Err(Error::InvalidWildcard {
+                offset: 3,
+                wildcard: '+',
+            }),
+        );
+    }
+
+    /// MQTT-4.7.3-1: at least one character.
+    #[test]
+    fn mqtt_4_7_3_1_rejects_empty_filter() {
+        check("", Err(Error::Empty));
+    }
+
+    /// MQTT 5.0 section 4.8.2: `$share/{ShareName}/{filter}`.
+    #[test]
+    fn shared_subscriptions_are_parsed_and_checked() {
+        let f = TopicFilter::try_from("$share/consumer1/sport/tennis/+").unwrap();
+        assert!(f.is_shared());
+        assert_eq!(f.share_name(), Some("consumer1"));
+        assert_eq!(f.filter(), "sport/tennis/+");
+        assert_eq!(f.levels().count(), 3);
+        assert!(f.has_wildcards());
+
+        let g = TopicFilter::try_from("$share/g/#").unwrap();
+        assert_eq!((g.share_name(), g.filter()), (Some("g"), "#"));
+
+        check("$share/", Err(Error::InvalidShareName));
+        check("$share/group", Err(Error::InvalidShareName));
+        check("$share//sport", Err(Error::InvalidShareName));
+        check("$share/gr+oup/sport", Err(Error::InvalidShareName));
+        check("$share/gr#/sport", Err(Error::InvalidShareName));
+        check("$share/group/", Err(Error::EmptySharedFilter));
+        check(
+            "$share/group/sp+",
+            Err(Error::InvalidWildcard {
+                offset: 15,
+                wildcard: '+',
+            }),
+        );
+        // Not a share prefix: ordinary filters.
+        let plain = TopicFilter::try_from("$share").unwrap();
+        assert!(!plain.is_shared());
+        assert_eq!(plain.filter(), "$share");
+        assert!(!TopicFilter::try_from("$SHARE/a/b").unwrap().is_shared());
+    }
+
+    #[test]
+    fn plain_filter_accessors() {
+        let f = TopicFilter::try_from("sport/tennis").unwrap();
+        assert_eq!(f.share_name(), None);
+        assert_eq!(f.filter(), "sport/tennis");
+        assert!(!f.has_wildcards());
+    }
+}
