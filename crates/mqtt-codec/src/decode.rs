@@ -43,6 +43,7 @@ pub(crate) struct Cx<'f> {
 }
 
 impl<'f> Cx<'f> {
+    #[inline]
     pub(crate) fn new(frame: &'f Bytes, packet: PacketType, version: ProtocolVersion) -> Self {
         Self {
             frame,
@@ -53,14 +54,22 @@ impl<'f> Cx<'f> {
 
     /// The frame's bytes as a slice of the same buffer. `part` always comes from the frame:
     /// every parser input is a sub-slice of it.
+    #[inline]
     pub(crate) fn share(&self, part: &[u8]) -> Bytes {
         self.frame.slice_ref(part)
     }
 
     /// Turns a `nom` result into ours, with "ran out of input" as [`Error::Truncated`].
+    #[inline]
     pub(crate) fn finish<T>(&self, result: PResult<'_, T>) -> Result<T, Error> {
+        self.finish_with_rest(result).map(|(_, value)| value)
+    }
+
+    /// As [`Cx::finish`], also giving the number of bytes the parser left unread.
+    #[inline]
+    pub(crate) fn finish_with_rest<T>(&self, result: PResult<'_, T>) -> Result<(usize, T), Error> {
         match result {
-            Ok((_, value)) => Ok(value),
+            Ok((rest, value)) => Ok((rest.len(), value)),
             Err(nom::Err::Error(Fail(e)) | nom::Err::Failure(Fail(e))) => {
                 Err(e.unwrap_or(Error::Truncated {
                     packet: self.packet,
@@ -73,8 +82,9 @@ impl<'f> Cx<'f> {
     }
 
     /// Binary Data: a two-byte length and that many bytes, shared with the frame.
+    #[inline]
     pub(crate) fn binary<'a>(&self, input: &'a [u8]) -> PResult<'a, Bytes> {
-        let (input, data) = nom::multi::length_data(nom::number::complete::be_u16).parse(input)?;
+        let (input, data) = length_prefixed(input)?;
         Ok((input, self.share(data)))
     }
 
@@ -93,6 +103,7 @@ impl<'f> Cx<'f> {
     }
 
     /// A non-zero packet identifier [MQTT-2.3.1-1].
+    #[inline]
     pub(crate) fn packet_id<'a>(&self, input: &'a [u8]) -> PResult<'a, PacketId> {
         let (input, id) = u16(input)?;
         match PacketId::new(id) {
@@ -119,16 +130,19 @@ impl<'f> Cx<'f> {
 use nom::Parser;
 
 /// One byte.
+#[inline]
 pub(crate) fn u8(input: &[u8]) -> PResult<'_, u8> {
     nom::number::complete::be_u8(input)
 }
 
 /// A Two Byte Integer, big-endian.
+#[inline]
 pub(crate) fn u16(input: &[u8]) -> PResult<'_, u16> {
     nom::number::complete::be_u16(input)
 }
 
 /// A Four Byte Integer, big-endian.
+#[inline]
 pub(crate) fn u32(input: &[u8]) -> PResult<'_, u32> {
     nom::number::complete::be_u32(input)
 }
@@ -144,6 +158,13 @@ pub(crate) fn varint(input: &[u8]) -> PResult<'_, u32> {
         Ok(None) => Err(nom::Err::Error(Fail(None))),
         Err(e) => fail(e),
     }
+}
+
+/// A two-byte length and that many bytes.
+#[inline]
+pub(crate) fn length_prefixed(input: &[u8]) -> PResult<'_, &[u8]> {
+    let (input, len) = u16(input)?;
+    nom::bytes::complete::take(len).parse(input)
 }
 
 /// `len` bytes.

@@ -113,7 +113,7 @@ impl Decoder {
             return Ok(None);
         }
         let frame = buf.split_to(frame_len).freeze();
-        let packet = decode_frame(&frame, header, packet_type, self.version)?;
+        let packet = decode_frame(frame, header, packet_type, self.version)?;
         if let (None, Packet::Connect(connect)) = (self.version, &packet) {
             self.version = Some(connect.protocol);
         }

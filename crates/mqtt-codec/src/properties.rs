@@ -340,6 +340,8 @@ impl Value for UserProperty {
 
 /// A struct field holding a property: `Option` (at most once) or `Vec` (repeatable).
 pub(crate) trait Field {
+    /// The field with nothing in it.
+    const EMPTY: Self;
     fn read<'a>(&mut self, input: &'a [u8], cx: &Cx<'_>, id: PropertyId) -> PResult<'a, ()>;
     /// Wire length including the identifier byte of each occurrence.
     fn len(&self) -> usize;
@@ -349,6 +351,7 @@ pub(crate) trait Field {
 }
 
 impl<T: Value> Field for Option<T> {
+    const EMPTY: Self = None;
     fn read<'a>(&mut self, input: &'a [u8], cx: &Cx<'_>, id: PropertyId) -> PResult<'a, ()> {
         if self.is_some() {
             return fail(Error::DuplicateProperty { id });
@@ -375,6 +378,7 @@ impl<T: Value> Field for Option<T> {
 }
 
 impl<T: Value> Field for Vec<T> {
+    const EMPTY: Self = Vec::new();
     fn read<'a>(&mut self, input: &'a [u8], cx: &Cx<'_>, id: PropertyId) -> PResult<'a, ()> {
         let (input, value) = T::parse(input, cx, id)?;
         self.push(value);
@@ -398,11 +402,13 @@ impl<T: Value> Field for Vec<T> {
 }
 
 /// Writes a string with its two-byte length; an [`MqttString`] is never longer than 65,535.
+#[inline]
 pub(crate) fn put_str(buf: &mut BytesMut, s: &MqttString) {
     put_binary(buf, s.as_bytes());
 }
 
 /// Writes Binary Data with its two-byte length; the caller has checked the length.
+#[inline]
 pub(crate) fn put_binary(buf: &mut BytesMut, data: &[u8]) {
     buf.put_u16(u16::try_from(data.len()).unwrap_or(u16::MAX));
     buf.put_slice(data);
@@ -433,6 +439,9 @@ macro_rules! properties {
         }
 
         impl $name {
+            /// No property set (the same as `Default::default()`, usable in `const` context).
+            pub const EMPTY: Self = Self { $( $field: <$ty as Field>::EMPTY, )* };
+
             /// Whether no property is set.
             pub fn is_empty(&self) -> bool {
                 true $( && Field::is_unset(&self.$field) )*

@@ -9,6 +9,7 @@ use crate::Error;
 pub(crate) const MAX: u32 = 268_435_455;
 
 /// How many bytes `value` takes (1 to 4; values above [`MAX`] are never written).
+#[inline]
 pub(crate) const fn len(value: u32) -> usize {
     match value {
         0..=127 => 1,
@@ -20,11 +21,13 @@ pub(crate) const fn len(value: u32) -> usize {
 
 /// How many bytes a length of `value` takes; lengths past [`MAX`] count as four (they are
 /// rejected before anything is written).
+#[inline]
 pub(crate) fn len_usize(value: usize) -> usize {
     len(u32::try_from(value).unwrap_or(u32::MAX))
 }
 
 /// Writes `value`, which the caller has checked is at most [`MAX`].
+#[inline]
 pub(crate) fn put(buf: &mut BytesMut, mut value: u32) {
     debug_assert!(value <= MAX);
     loop {

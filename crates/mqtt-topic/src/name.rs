@@ -23,7 +23,20 @@ impl TopicName {
     ///
     /// # Errors
     /// The [`MqttString`] errors, [`Error::Empty`] or [`Error::WildcardInTopicName`].
+    #[inline]
     pub fn from_bytes(bytes: Bytes) -> Result<Self, Error> {
+        // The common case, plain ASCII, is settled in one vectorised pass.
+        if !bytes.is_empty()
+            && bytes.len() <= MqttString::MAX_LEN
+            && crate::string::is_plain_ascii(&bytes, true)
+        {
+            return Ok(Self(MqttString::from_checked(bytes)));
+        }
+        Self::from_bytes_slow(bytes)
+    }
+
+    #[cold]
+    fn from_bytes_slow(bytes: Bytes) -> Result<Self, Error> {
         if bytes.is_empty() {
             return Err(Error::Empty);
         }

@@ -33,9 +33,15 @@ impl MqttString {
     ///
     /// # Errors
     /// [`Error::TooLong`], [`Error::InvalidUtf8`] or [`Error::NullCharacter`].
+    #[inline]
     pub fn from_bytes(bytes: Bytes) -> Result<Self, Error> {
         check(&bytes)?;
         Ok(Self(bytes))
+    }
+
+    /// Wraps bytes the caller has validated with [`check`] (or a stricter check).
+    pub(crate) fn from_checked(bytes: Bytes) -> Self {
+        Self(bytes)
     }
 
     /// A string known at compile time; validated all the same.
@@ -47,6 +53,7 @@ impl MqttString {
     }
 
     /// The text.
+    #[inline]
     pub fn as_str(&self) -> &str {
         #[allow(unsafe_code)]
         // SAFETY: every constructor validates the bytes as UTF-8 (`check`), and the bytes are
@@ -67,18 +74,41 @@ impl MqttString {
     }
 }
 
+/// Whether every byte is ASCII other than NUL, and (with `no_wildcards`) other than `+` and
+/// `#`: such bytes are a valid string (and topic name) without further checks. Written as a
+/// branch-free fold so that it vectorises; it is the fast path of every string decoded.
+#[inline]
+pub(crate) fn is_plain_ascii(bytes: &[u8], no_wildcards: bool) -> bool {
+    let wildcard_mask = if no_wildcards { 0xFF } else { 0 };
+    let bad = bytes.iter().fold(0u8, |bad, &b| {
+        // b - 1 >= 0x7F exactly when b is 0 or not ASCII.
+        let not_plain = u8::from(b.wrapping_sub(1) >= 0x7F);
+        let wildcard = u8::from(b == b'+' || b == b'#') & wildcard_mask;
+        bad | not_plain | wildcard
+    });
+    bad == 0
+}
+
 /// Checks the rules shared by every MQTT string and returns the text.
-pub(crate) fn check(bytes: &[u8]) -> Result<&str, Error> {
+pub(crate) fn check(bytes: &[u8]) -> Result<(), Error> {
+    if bytes.len() <= MqttString::MAX_LEN && is_plain_ascii(bytes, false) {
+        return Ok(());
+    }
+    check_slow(bytes)
+}
+
+#[cold]
+fn check_slow(bytes: &[u8]) -> Result<(), Error> {
     if bytes.len() > MqttString::MAX_LEN {
         return Err(Error::TooLong { len: bytes.len() });
     }
     let text = std::str::from_utf8(bytes).map_err(|e| Error::InvalidUtf8 {
         valid_up_to: e.valid_up_to(),
     })?;
-    if let Some(offset) = bytes.iter().position(|&b| b == 0) {
+    if let Some(offset) = text.bytes().position(|b| b == 0) {
         return Err(Error::NullCharacter { offset });
     }
-    Ok(text)
+    Ok(())
 }
 
 impl Deref for MqttString {

@@ -5,7 +5,7 @@ use std::fmt;
 use bytes::{BufMut, Bytes, BytesMut};
 use mqtt_topic::{MqttString, TopicName};
 
-use crate::decode::{Cx, PResult, fail, u8, u16};
+use crate::decode::{Cx, PResult, fail, length_prefixed, u8, u16};
 use crate::properties::{check_binary, put_binary, put_str};
 use crate::{ConnectProperties, Error, ProtocolVersion, QoS, Secret, WillProperties};
 
@@ -106,7 +106,7 @@ mod flag {
 
 /// Reads the protocol name and level, which decide everything else.
 fn parse_version(input: &[u8]) -> PResult<'_, ProtocolVersion> {
-    let (input, name) = nom::multi::length_data(nom::number::complete::be_u16).parse(input)?;
+    let (input, name) = length_prefixed(input)?;
     let (input, level) = u8(input)?;
     let version = match (name, level) {
         (b"MQIsdp", 3) => ProtocolVersion::V3_1,
@@ -117,8 +117,6 @@ fn parse_version(input: &[u8]) -> PResult<'_, ProtocolVersion> {
     };
     Ok((input, version))
 }
-
-use nom::Parser;
 
 impl Connect {
     /// Parses the body, whose first fields decide the version.

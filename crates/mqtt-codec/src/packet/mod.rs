@@ -19,7 +19,7 @@ pub use unsubscribe::{UnsubAck, Unsubscribe};
 
 pub(crate) use publish::Publish as PublishPacket;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::decode::Cx;
 use crate::{Error, PacketType, ProtocolVersion, varint};
@@ -87,6 +87,7 @@ impl Packet {
 
     /// The Remaining Length this packet has in `version`, after checking it can be written
     /// there. CONNECT always uses its own version.
+    #[inline]
     fn body_len(&self, version: ProtocolVersion) -> Result<usize, Error> {
         match self {
             Self::Connect(p) => p.body_len(),
@@ -106,6 +107,7 @@ impl Packet {
         }
     }
 
+    #[inline]
     fn put_body(&self, version: ProtocolVersion, buf: &mut BytesMut) {
         match self {
             Self::Connect(p) => p.put_body(buf),
@@ -157,26 +159,45 @@ impl Packet {
         max_packet_size: u32,
         buf: &mut BytesMut,
     ) -> Result<usize, Error> {
-        let body = self.body_len(version)?;
-        let size = 1 + varint::len_usize(body) + body;
-        let too_large = Error::PacketTooLarge {
-            size: size as u64,
-            max: max_packet_size,
-        };
-        let Ok(remaining) = u32::try_from(body) else {
-            return Err(too_large);
-        };
-        if remaining > varint::MAX || size as u64 > u64::from(max_packet_size) {
-            return Err(too_large);
+        if let Self::Publish(publish) = self {
+            return publish.encode(version, max_packet_size, buf);
         }
-        buf.reserve(size);
-        let start = buf.len();
-        buf.put_u8(self.first_byte());
-        varint::put(buf, remaining);
-        self.put_body(version, buf);
-        debug_assert_eq!(buf.len() - start, size, "encoded_len disagrees with encode");
-        Ok(size)
+        let body = self.body_len(version)?;
+        write_frame(self.first_byte(), body, max_packet_size, buf, |buf| {
+            self.put_body(version, buf)
+        })
     }
+}
+
+/// Writes a fixed header and a body of `body` bytes (written by `put_body`), after checking the
+/// size against `max_packet_size` and the protocol's limit; returns the size written.
+#[inline]
+pub(crate) fn write_frame(
+    first_byte: u8,
+    body: usize,
+    max_packet_size: u32,
+    buf: &mut BytesMut,
+    put_body: impl FnOnce(&mut BytesMut),
+) -> Result<usize, Error> {
+    let size = 1 + varint::len_usize(body) + body;
+    let remaining = match u32::try_from(body) {
+        Ok(remaining) if remaining <= varint::MAX && size as u64 <= u64::from(max_packet_size) => {
+            remaining
+        }
+        _ => {
+            return Err(Error::PacketTooLarge {
+                size: size as u64,
+                max: max_packet_size,
+            });
+        }
+    };
+    buf.reserve(size);
+    let start = buf.len();
+    buf.put_u8(first_byte);
+    varint::put(buf, remaining);
+    put_body(buf);
+    debug_assert_eq!(buf.len() - start, size, "encoded_len disagrees with encode");
+    Ok(size)
 }
 
 /// The fixed header of a frame: the first byte and the Remaining Length.
@@ -249,14 +270,18 @@ impl FixedHeader {
 
 /// Parses a complete frame whose header has passed [`FixedHeader::check`]. `version` is `None`
 /// only for a CONNECT, which brings its own.
+#[inline]
 pub(crate) fn decode_frame(
-    frame: &Bytes,
+    mut frame: Bytes,
     header: FixedHeader,
     packet_type: PacketType,
     version: Option<ProtocolVersion>,
 ) -> Result<Packet, Error> {
     let body = frame.get(header.header_len..).unwrap_or_default();
-    let cx = Cx::new(frame, packet_type, version.unwrap_or(ProtocolVersion::V5));
+    let cx = Cx::new(&frame, packet_type, version.unwrap_or(ProtocolVersion::V5));
+    if cx.version.is_v5() && version.is_some() && !header.is_minimal() {
+        return Err(Error::NonMinimalVarInt);
+    }
     let packet = match packet_type {
         PacketType::Connect => cx
             .finish(Connect::parse(body, &cx))
@@ -264,9 +289,15 @@ pub(crate) fn decode_frame(
         PacketType::ConnAck => cx
             .finish(ConnAck::parse(body, &cx))
             .map(|p| Packet::ConnAck(Box::new(p))),
-        PacketType::Publish => cx
-            .finish(Publish::parse(body, &cx, header.flags()))
-            .map(Packet::Publish),
+        PacketType::Publish => {
+            let (payload_len, mut publish) =
+                cx.finish_with_rest(Publish::parse(body, &cx, header.flags()))?;
+            // The payload is the end of the frame: keep the frame itself, advanced past the
+            // header, rather than sharing a slice of it.
+            frame.advance(frame.len() - payload_len);
+            publish.payload = frame;
+            return Ok(Packet::Publish(publish));
+        }
         PacketType::PubAck => cx.finish(PubAck::parse(body, &cx)).map(Packet::PubAck),
         PacketType::PubRec => cx.finish(PubRec::parse(body, &cx)).map(Packet::PubRec),
         PacketType::PubRel => cx.finish(PubRel::parse(body, &cx)).map(Packet::PubRel),
@@ -286,12 +317,10 @@ pub(crate) fn decode_frame(
             .map(Packet::Disconnect),
         PacketType::Auth => cx.finish(Auth::parse(body, &cx)).map(Packet::Auth),
     }?;
-    let version = match &packet {
-        Packet::Connect(connect) => connect.protocol,
-        _ => cx.version,
-    };
-    if version.is_v5() && !header.is_minimal() {
-        return Err(Error::NonMinimalVarInt);
+    if let Packet::Connect(connect) = &packet {
+        if connect.protocol.is_v5() && !header.is_minimal() {
+            return Err(Error::NonMinimalVarInt);
+        }
     }
     Ok(packet)
 }

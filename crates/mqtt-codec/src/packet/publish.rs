@@ -12,7 +12,11 @@ use crate::{Error, ProtocolVersion, PublishProperties, QoS, QosPid};
 ///
 /// The topic and the payload are slices of the received frame: decoding copies neither, and a
 /// clone shares them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The MQTT 5.0 properties sit behind [`Publish::properties`] and [`Publish::properties_mut`]:
+/// they are stored out of line and only when there are some, which keeps the struct (and
+/// [`Packet`](crate::Packet)) small on the hot path where most messages carry none.
+#[derive(Clone)]
 pub struct Publish {
     /// Whether this is a re-delivery (never on QoS 0 [MQTT-3.3.1-2]).
     pub dup: bool,
@@ -24,8 +28,37 @@ pub struct Publish {
     pub topic: TopicName,
     /// The application message.
     pub payload: Bytes,
-    /// (5.0) PUBLISH properties.
-    pub properties: PublishProperties,
+    /// (5.0) PUBLISH properties; `None` when there are none.
+    properties: Option<Box<PublishProperties>>,
+}
+
+/// What [`Publish::properties`] returns for a message without properties.
+static NO_PROPERTIES: PublishProperties = PublishProperties::EMPTY;
+
+impl PartialEq for Publish {
+    fn eq(&self, other: &Self) -> bool {
+        self.dup == other.dup
+            && self.qos == other.qos
+            && self.retain == other.retain
+            && self.topic == other.topic
+            && self.payload == other.payload
+            && self.properties() == other.properties()
+    }
+}
+
+impl Eq for Publish {}
+
+impl std::fmt::Debug for Publish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publish")
+            .field("dup", &self.dup)
+            .field("qos", &self.qos)
+            .field("retain", &self.retain)
+            .field("topic", &self.topic)
+            .field("payload_len", &self.payload.len())
+            .field("properties", self.properties())
+            .finish()
+    }
 }
 
 mod flag {
@@ -43,12 +76,57 @@ impl Publish {
             retain: false,
             topic,
             payload: payload.into(),
-            properties: PublishProperties::default(),
+            properties: None,
         }
+    }
+
+    /// (5.0) The PUBLISH properties (all unset when there are none).
+    pub fn properties(&self) -> &PublishProperties {
+        self.properties.as_deref().unwrap_or(&NO_PROPERTIES)
+    }
+
+    /// (5.0) The PUBLISH properties, to change them.
+    pub fn properties_mut(&mut self) -> &mut PublishProperties {
+        self.properties.get_or_insert_with(Default::default)
+    }
+
+    /// (5.0) Replaces the PUBLISH properties.
+    pub fn set_properties(&mut self, properties: PublishProperties) {
+        self.properties = if properties.is_empty() {
+            None
+        } else {
+            Some(Box::new(properties))
+        };
+    }
+
+    /// (5.0) This message with these properties.
+    pub fn with_properties(mut self, properties: PublishProperties) -> Self {
+        self.set_properties(properties);
+        self
+    }
+
+    /// Appends this PUBLISH to `buf`, as [`Packet::encode`](crate::Packet::encode) does (it
+    /// calls this): the broker's fan-out encodes messages without wrapping them in a `Packet`.
+    ///
+    /// # Errors
+    /// As [`Packet::encode`](crate::Packet::encode).
+    #[inline]
+    pub fn encode(
+        &self,
+        version: ProtocolVersion,
+        max_packet_size: u32,
+        buf: &mut BytesMut,
+    ) -> Result<usize, Error> {
+        let body = self.body_len(version)?;
+        let first_byte = ((crate::PacketType::Publish as u8) << 4) | self.flags();
+        super::write_frame(first_byte, body, max_packet_size, buf, |buf| {
+            self.put_body(version, buf)
+        })
     }
 
     /// Checks the fixed-header flags, which arrive before the body: QoS 3 [MQTT-3.3.1-4] and DUP
     /// on QoS 0 [MQTT-3.3.1-2] are refused as soon as the first byte is seen.
+    #[inline]
     pub(crate) fn check_flags(flags: u8) -> Result<QoS, Error> {
         let qos = QoS::from_u8((flags >> flag::QOS_SHIFT) & 0x03).ok_or(Error::InvalidQoS {
             packet: crate::PacketType::Publish,
@@ -59,6 +137,9 @@ impl Publish {
         Ok(qos)
     }
 
+    /// Parses everything but the payload, which is the input left over: the caller takes it
+    /// from the frame itself so that no reference count is touched for it.
+    #[inline]
     pub(crate) fn parse<'a>(input: &'a [u8], cx: &Cx<'_>, flags: u8) -> PResult<'a, Self> {
         let qos = match Self::check_flags(flags) {
             Ok(qos) => qos,
@@ -77,12 +158,15 @@ impl Publish {
             }
         };
         let (payload, properties) = if cx.version.is_v5() {
-            PublishProperties::parse(input, cx)?
+            let (payload, properties) = PublishProperties::parse(input, cx)?;
+            let properties = (!properties.is_empty()).then(|| Box::new(properties));
+            (payload, properties)
         } else {
-            (input, PublishProperties::default())
+            (input, None)
         };
         // A zero-length topic name is only allowed in 5.0, standing for a Topic Alias.
-        let topic = if topic.is_empty() && properties.topic_alias.is_some() {
+        let has_alias = properties.as_ref().is_some_and(|p| p.topic_alias.is_some());
+        let topic = if topic.is_empty() && has_alias {
             TopicName::empty()
         } else {
             match TopicName::from_bytes(topic) {
@@ -91,18 +175,19 @@ impl Publish {
             }
         };
         Ok((
-            &[],
+            payload,
             Self {
                 dup: flags & flag::DUP != 0,
                 qos,
                 retain: flags & flag::RETAIN != 0,
                 topic,
-                payload: cx.share(payload),
+                payload: Bytes::new(),
                 properties,
             },
         ))
     }
 
+    #[inline]
     pub(crate) fn flags(&self) -> u8 {
         let mut flags = (self.qos.qos() as u8) << flag::QOS_SHIFT;
         if self.dup {
@@ -114,11 +199,13 @@ impl Publish {
         flags
     }
 
+    #[inline]
     pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, Error> {
         if self.dup && self.qos == QosPid::AtMostOnce {
             return Err(Error::DupOnQoS0);
         }
-        if self.topic.is_empty() && !(version.is_v5() && self.properties.topic_alias.is_some()) {
+        let properties = self.properties();
+        if self.topic.is_empty() && !(version.is_v5() && properties.topic_alias.is_some()) {
             return Err(Error::InvalidTopicName {
                 field: "topic name",
                 source: mqtt_topic::Error::Empty,
@@ -129,19 +216,20 @@ impl Publish {
             len += 2;
         }
         if version.is_v5() {
-            self.properties.check()?;
-            len += self.properties.wire_len();
+            properties.check()?;
+            len += properties.wire_len();
         }
         Ok(len)
     }
 
+    #[inline]
     pub(crate) fn put_body(&self, version: ProtocolVersion, buf: &mut BytesMut) {
         put_str(buf, self.topic.as_mqtt_str());
         if let Some(id) = self.qos.packet_id() {
             buf.put_u16(id.get());
         }
         if version.is_v5() {
-            self.properties.put(buf);
+            self.properties().put(buf);
         }
         buf.put_slice(&self.payload);
     }
