@@ -330,7 +330,7 @@ impl Value for UserProperty {
         Ok((input, (name, value)))
     }
     fn len(&self) -> usize {
-        4 + self.0.len() + self.1.len()
+        4 + self.0.as_str().len() + self.1.as_str().len()
     }
     fn put(&self, buf: &mut BytesMut) {
         put_str(buf, &self.0);
