@@ -5,6 +5,15 @@ use bytes::BytesMut;
 use crate::packet::{FixedHeader, decode_frame};
 use crate::{Error, Packet, ProtocolVersion};
 
+/// Gives `buf` room for exactly `capacity` bytes. `BytesMut::reserve` may double an allocation
+/// (amortised growth), which would let a peer make us hold twice the maximum packet size; the
+/// partial frame (less than `capacity` bytes) is copied once instead.
+fn grow_exactly(buf: &mut BytesMut, capacity: usize) {
+    let mut grown = BytesMut::with_capacity(capacity);
+    grown.extend_from_slice(buf);
+    *buf = grown;
+}
+
 /// The largest packet the protocol can express: a 5-byte fixed header and 268,435,455 bytes.
 pub const PROTOCOL_MAX_PACKET_SIZE: u32 = 268_435_460;
 
@@ -14,8 +23,9 @@ pub const PROTOCOL_MAX_PACKET_SIZE: u32 = 268_435_460;
 /// [`Decoder::decode`] takes one complete packet off the front, or returns `Ok(None)` when the
 /// buffer does not hold one yet ("need more bytes" is never an error). The fixed header is
 /// checked as soon as it is complete: a packet larger than the maximum packet size, an invalid
-/// packet type or invalid flags are refused before the rest is buffered, and the decoder never
-/// reserves more buffer space than the maximum packet size.
+/// packet type or invalid flags are refused before the rest is buffered, and when the buffer
+/// must grow for a frame it grows to exactly that frame's size, never beyond the maximum packet
+/// size.
 ///
 /// The body is parsed from the complete frame, which is split off the buffer without copying:
 /// topic names, payloads and other byte fields of the packet are slices of it.
@@ -109,7 +119,9 @@ impl Decoder {
             max: self.max_packet_size,
         })?;
         if buf.len() < frame_len {
-            buf.reserve(frame_len - buf.len());
+            if buf.capacity() < frame_len {
+                grow_exactly(buf, frame_len);
+            }
             return Ok(None);
         }
         let frame = buf.split_to(frame_len).freeze();

@@ -110,9 +110,12 @@ pub enum Error {
     /// Will QoS 3.
     #[error("will QoS 3")]
     InvalidWillQoS,
-    /// Will QoS or Will Retain set while the Will Flag is 0.
-    #[error("will QoS or retain set without a will")]
-    WillFlagsWithoutWill,
+    /// Will QoS other than 0 while the Will Flag is 0.
+    #[error("will QoS set without a will")]
+    WillQoSWithoutWill,
+    /// Will Retain set while the Will Flag is 0.
+    #[error("will retain set without a will")]
+    WillRetainWithoutWill,
     /// MQTT 3.x: the password flag without the user name flag.
     #[error("password without user name")]
     PasswordWithoutUsername,
@@ -274,6 +277,11 @@ impl Error {
         }
     }
 
+    /// The identifier of the broken statement in `version`'s numbering, if it has one.
+    pub fn statement_for(&self, version: ProtocolVersion) -> Option<&'static str> {
+        self.statement().and_then(|s| s.for_version(version))
+    }
+
     /// The normative statement this error breaks, where the standards number one.
     pub fn statement(&self) -> Option<Statement> {
         use mqtt_topic::Error as T;
@@ -325,6 +333,12 @@ impl Error {
                 source: T::Empty | T::EmptySharedFilter,
             } => Statement::both("MQTT-4.7.3-1", "MQTT-4.7.3-1"),
             Self::InvalidTopicFilter {
+                source: T::EmptyShareName,
+            } => Statement::v5("MQTT-4.8.2-1"),
+            Self::InvalidTopicFilter {
+                source: T::InvalidShareName,
+            } => Statement::v5("MQTT-4.8.2-2"),
+            Self::InvalidTopicFilter {
                 source: T::InvalidWildcard { wildcard: '#', .. },
             } => Statement::both("MQTT-4.7.1-2", "MQTT-4.7.1-1"),
             Self::InvalidTopicFilter {
@@ -336,7 +350,8 @@ impl Error {
             }
             Self::ConnectReservedFlag => Statement::both("MQTT-3.1.2-3", "MQTT-3.1.2-3"),
             Self::InvalidWillQoS => Statement::both("MQTT-3.1.2-14", "MQTT-3.1.2-12"),
-            Self::WillFlagsWithoutWill => Statement::both("MQTT-3.1.2-13", "MQTT-3.1.2-11"),
+            Self::WillQoSWithoutWill => Statement::both("MQTT-3.1.2-13", "MQTT-3.1.2-11"),
+            Self::WillRetainWithoutWill => Statement::both("MQTT-3.1.2-15", "MQTT-3.1.2-13"),
             Self::PasswordWithoutUsername => Statement::v3("MQTT-3.1.2-22"),
             Self::ConnAckReservedFlags { .. } => Statement::v5("MQTT-3.2.2-1"),
             Self::SessionPresentOnFailure => Statement::both("MQTT-3.2.2-4", "MQTT-3.2.2-6"),
@@ -358,9 +373,21 @@ impl Error {
                 ..
             } => Statement::v5("MQTT-3.2.2-8"),
             Self::InvalidReasonCode {
+                packet: PacketType::PubAck,
+                ..
+            } => Statement::v5("MQTT-3.4.2-1"),
+            Self::InvalidReasonCode {
+                packet: PacketType::PubRec,
+                ..
+            } => Statement::v5("MQTT-3.5.2-1"),
+            Self::InvalidReasonCode {
                 packet: PacketType::PubRel,
                 ..
             } => Statement::v5("MQTT-3.6.2-1"),
+            Self::InvalidReasonCode {
+                packet: PacketType::PubComp,
+                ..
+            } => Statement::v5("MQTT-3.7.2-1"),
             Self::InvalidReasonCode {
                 packet: PacketType::SubAck,
                 ..
@@ -417,6 +444,9 @@ impl Error {
             Self::InvalidPropertyValue {
                 id: PropertyId::TopicAlias,
             } => ReasonCode::TopicAliasInvalid,
+            Self::InvalidQoS {
+                packet: PacketType::Subscribe,
+            } => ReasonCode::ProtocolError,
             Self::FirstPacketNotConnect { .. }
             | Self::ZeroPacketId { .. }
             | Self::NoTopicFilters { .. }
@@ -435,7 +465,8 @@ impl Error {
             | Self::InvalidString { .. }
             | Self::ConnectReservedFlag
             | Self::InvalidWillQoS
-            | Self::WillFlagsWithoutWill
+            | Self::WillQoSWithoutWill
+            | Self::WillRetainWithoutWill
             | Self::PasswordWithoutUsername
             | Self::ConnAckReservedFlags { .. }
             | Self::InvalidQoS { .. }

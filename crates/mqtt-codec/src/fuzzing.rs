@@ -38,7 +38,7 @@ pub fn decode_any(data: &[u8]) {
     while let Ok(Some(_)) = decoder.decode(&mut buf) {}
     let limit = decoder.max_packet_size() as usize;
     assert!(
-        buf.capacity() <= 2 * initial_capacity.max(limit),
+        buf.capacity() <= initial_capacity.max(limit),
         "decoder grew the buffer to {} for a limit of {limit}",
         buf.capacity()
     );

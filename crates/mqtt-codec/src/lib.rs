@@ -18,7 +18,7 @@
 //! - **An exact encoder.** [`Packet::encoded_len`] is exactly what [`Packet::encode`] writes;
 //!   encoding fails cleanly, writing nothing, when the packet would exceed the maximum packet
 //!   size or cannot be expressed in the version.
-//! - With the `tokio-codec` feature, [`MqttCodec`] implements `tokio_util::codec::{Decoder,
+//! - With the `tokio-codec` feature, `MqttCodec` implements `tokio_util::codec::{Decoder,
 //!   Encoder}` for `Framed` transports.
 //!
 //! # What it is not
@@ -92,4 +92,4 @@ pub use types::{
 pub use codec::MqttCodec;
 
 /// The topic and string types the packets are made of, from the `mqtt-topic` crate.
-pub use mqtt_topic::{MqttString, TopicFilter, TopicName};
+pub use mqtt_topic::{Error as TopicError, MqttString, TopicFilter, TopicName};

@@ -271,6 +271,24 @@ impl From<Bytes> for Secret {
     }
 }
 
+impl From<Vec<u8>> for Secret {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self(Bytes::from(bytes))
+    }
+}
+
+impl From<String> for Secret {
+    fn from(text: String) -> Self {
+        Self(Bytes::from(text))
+    }
+}
+
+impl From<&'static str> for Secret {
+    fn from(text: &'static str) -> Self {
+        Self(Bytes::from_static(text.as_bytes()))
+    }
+}
+
 impl From<&'static [u8]> for Secret {
     fn from(bytes: &'static [u8]) -> Self {
         Self(Bytes::from_static(bytes))

@@ -41,7 +41,10 @@ pub enum Error {
         /// Which one: `+` or `#`.
         wildcard: char,
     },
-    /// `$share/` not followed by a non-empty share name free of `+` and `#`, then `/`.
+    /// `$share/` followed directly by `/` (or by nothing): the share name is empty.
+    #[error("empty share name in a shared subscription")]
+    EmptyShareName,
+    /// A share name containing `+` or `#`, or not followed by `/`.
     #[error("invalid share name in a shared subscription")]
     InvalidShareName,
     /// `$share/{ShareName}/` not followed by a non-empty topic filter.

@@ -28,7 +28,7 @@ impl TopicFilter {
     ///
     /// # Errors
     /// The [`MqttString`] errors, [`Error::Empty`], [`Error::InvalidWildcard`],
-    /// [`Error::InvalidShareName`] or [`Error::EmptySharedFilter`].
+    /// [`Error::EmptyShareName`], [`Error::InvalidShareName`] or [`Error::EmptySharedFilter`].
     pub fn from_bytes(bytes: Bytes) -> Result<Self, Error> {
         let text = MqttString::from_bytes(bytes)?;
         let filter_start = validate(text.as_str())?;
@@ -97,8 +97,11 @@ fn validate(text: &str) -> Result<u16, Error> {
         validate_plain(text, 0)?;
         return Ok(0);
     };
-    let (share_name, filter) = rest.split_once('/').ok_or(Error::InvalidShareName)?;
-    if share_name.is_empty() || share_name.contains(['+', '#']) {
+    let (share_name, filter) = rest.split_once('/').unwrap_or((rest, ""));
+    if share_name.is_empty() {
+        return Err(Error::EmptyShareName);
+    }
+    if share_name.contains(['+', '#']) || share_name.len() == rest.len() {
         return Err(Error::InvalidShareName);
     }
     if filter.is_empty() {
@@ -294,9 +297,9 @@ mod tests {
         let g = TopicFilter::try_from("$share/g/#").unwrap();
         assert_eq!((g.share_name(), g.filter()), (Some("g"), "#"));
 
-        check("$share/", Err(Error::InvalidShareName));
+        check("$share/", Err(Error::EmptyShareName));
         check("$share/group", Err(Error::InvalidShareName));
-        check("$share//sport", Err(Error::InvalidShareName));
+        check("$share//sport", Err(Error::EmptyShareName));
         check("$share/gr+oup/sport", Err(Error::InvalidShareName));
         check("$share/gr#/sport", Err(Error::InvalidShareName));
         check("$share/group/", Err(Error::EmptySharedFilter));

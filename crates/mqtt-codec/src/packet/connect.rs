@@ -134,8 +134,11 @@ impl Connect {
         let Some(will_qos) = will_qos else {
             return fail(Error::InvalidWillQoS);
         };
-        if !has_will && (will_qos != QoS::AtMostOnce || will_retain) {
-            return fail(Error::WillFlagsWithoutWill);
+        if !has_will && will_qos != QoS::AtMostOnce {
+            return fail(Error::WillQoSWithoutWill);
+        }
+        if !has_will && will_retain {
+            return fail(Error::WillRetainWithoutWill);
         }
         if has_password && !has_username && !protocol.is_v5() {
             return fail(Error::PasswordWithoutUsername);

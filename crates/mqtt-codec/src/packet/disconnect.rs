@@ -41,7 +41,7 @@ impl Disconnect {
             return Ok((input, Self::new(ReasonCode::Success)));
         }
         let (input, (reason_code, properties)) =
-            parse_tail(input, cx, DisconnectProperties::parse)?;
+            parse_tail(input, cx, true, DisconnectProperties::parse)?;
         Ok((
             input,
             Self {
@@ -89,7 +89,10 @@ impl Auth {
     }
 
     pub(crate) fn parse<'a>(input: &'a [u8], cx: &Cx<'_>) -> PResult<'a, Self> {
-        let (input, (reason_code, properties)) = parse_tail(input, cx, AuthProperties::parse)?;
+        // Unlike DISCONNECT, AUTH may drop the Property Length only together with the reason
+        // code (MQTT 5.0 section 3.15.2.2.1): a Remaining Length of 1 is malformed.
+        let (input, (reason_code, properties)) =
+            parse_tail(input, cx, false, AuthProperties::parse)?;
         Ok((
             input,
             Self {
@@ -140,10 +143,11 @@ fn check_code(code: ReasonCode, packet: PacketType) -> Result<(), Error> {
 }
 
 /// Reads "reason code, then properties", where a Remaining Length of 0 means Success without
-/// properties and 1 means a reason code without properties.
+/// properties and, when `properties_optional`, 1 means a reason code without properties.
 fn parse_tail<'a, P: Default>(
     input: &'a [u8],
     cx: &Cx<'_>,
+    properties_optional: bool,
     parse_properties: fn(&'a [u8], &Cx<'_>) -> PResult<'a, P>,
 ) -> PResult<'a, (ReasonCode, P)> {
     if input.is_empty() {
@@ -156,7 +160,7 @@ fn parse_tail<'a, P: Default>(
             code,
         });
     };
-    let (input, properties) = if input.is_empty() {
+    let (input, properties) = if input.is_empty() && properties_optional {
         (input, P::default())
     } else {
         parse_properties(input, cx)?
