@@ -352,7 +352,7 @@ impl Packets {
     fn auth(&self) -> Result<Vec<Packet>> {
         let method = || s("SCRAM-SHA-256");
         Ok(vec![
-            Packet::Auth(Auth {
+            Packet::from(Auth {
                 properties: AuthProperties {
                     authentication_method: Some(method()?),
                     authentication_data: Some(Secret::new("server-first")),
@@ -360,7 +360,7 @@ impl Packets {
                 },
                 ..Auth::new(ReasonCode::ContinueAuthentication)
             }),
-            Packet::Auth(Auth {
+            Packet::from(Auth {
                 properties: AuthProperties {
                     authentication_method: Some(method()?),
                     authentication_data: Some(Secret::new("client-final")),
@@ -370,7 +370,7 @@ impl Packets {
                 },
                 ..Auth::new(ReasonCode::ReAuthenticate)
             }),
-            Packet::Auth(Auth::new(ReasonCode::Success)),
+            Packet::from(Auth::new(ReasonCode::Success)),
         ])
     }
 
@@ -584,9 +584,9 @@ impl Packets {
     /// DISCONNECT: the plain one, and in 5.0 a client's with a will request and properties and
     /// a server's with a server reference.
     fn disconnect(&self) -> Result<Vec<Packet>> {
-        let mut packets = vec![Packet::Disconnect(Disconnect::new(ReasonCode::Success))];
+        let mut packets = vec![Packet::from(Disconnect::new(ReasonCode::Success))];
         if self.v5() {
-            packets.push(Packet::Disconnect(Disconnect {
+            packets.push(Packet::from(Disconnect {
                 properties: DisconnectProperties {
                     session_expiry_interval: Some(0),
                     reason_string: Some(s("bye")?),
@@ -595,7 +595,7 @@ impl Packets {
                 },
                 ..Disconnect::new(ReasonCode::DisconnectWithWillMessage)
             }));
-            packets.push(Packet::Disconnect(Disconnect {
+            packets.push(Packet::from(Disconnect {
                 properties: DisconnectProperties {
                     server_reference: Some(s("other.example:1883")?),
                     ..DisconnectProperties::default()

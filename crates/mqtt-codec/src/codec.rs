@@ -94,7 +94,7 @@ mod tests {
         assert_eq!(codec.decoder_mut().version(), Some(ProtocolVersion::V5));
 
         codec.set_peer_max_packet_size(3);
-        let too_big = Packet::Disconnect(crate::Disconnect::new(
+        let too_big = Packet::from(crate::Disconnect::new(
             crate::ReasonCode::ServerShuttingDown,
         ));
         // 1 + 1 + reason byte = 3 fits; a reason string would not.
@@ -102,7 +102,7 @@ mod tests {
         let mut with_reason = crate::Disconnect::new(crate::ReasonCode::ServerShuttingDown);
         with_reason.properties.reason_string = Some(crate::MqttString::try_from("bye").unwrap());
         assert!(matches!(
-            codec.encode(Packet::Disconnect(with_reason), &mut buf),
+            codec.encode(Packet::from(with_reason), &mut buf),
             Err(Error::PacketTooLarge { max: 3, .. })
         ));
         assert_eq!(buf.len(), 3);

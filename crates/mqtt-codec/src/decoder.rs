@@ -2,14 +2,26 @@
 
 use bytes::BytesMut;
 
-use crate::packet::{FixedHeader, decode_frame};
+use crate::packet::{FixedHeader, decode_frame, peek_version};
 use crate::{Error, Packet, ProtocolVersion};
 
-/// Gives `buf` room for exactly `capacity` bytes. `BytesMut::reserve` may double an allocation
-/// (amortised growth), which would let a peer make us hold twice the maximum packet size; the
-/// partial frame (less than `capacity` bytes) is copied once instead.
-fn grow_exactly(buf: &mut BytesMut, capacity: usize) {
-    let mut grown = BytesMut::with_capacity(capacity);
+/// The room a buffer waiting for a frame is given at least (unless the frame is smaller), so
+/// that reads stay large.
+pub const MIN_READ_BUFFER: usize = 8 * 1024;
+
+/// Makes room in `buf` for more of a frame of `frame_len` bytes, of which `buf.len()` are
+/// there. The buffer follows the bytes actually received: it at most doubles what has arrived
+/// (with [`MIN_READ_BUFFER`] as the floor) and never exceeds the frame, so a peer that announces
+/// a large packet and sends nothing more costs no more than a small read buffer, and a frame
+/// that does arrive is never given room beyond its size. (`BytesMut::reserve` could double an
+/// allocation past the frame, so the partial frame is copied into an exactly sized one instead;
+/// with doubling, that copying adds up to at most the frame's size.)
+fn make_room(buf: &mut BytesMut, frame_len: usize) {
+    let want = frame_len.min(buf.len().saturating_mul(2).max(MIN_READ_BUFFER));
+    if buf.capacity() >= want {
+        return;
+    }
+    let mut grown = BytesMut::with_capacity(want);
     grown.extend_from_slice(buf);
     *buf = grown;
 }
@@ -23,9 +35,9 @@ pub const PROTOCOL_MAX_PACKET_SIZE: u32 = 268_435_460;
 /// [`Decoder::decode`] takes one complete packet off the front, or returns `Ok(None)` when the
 /// buffer does not hold one yet ("need more bytes" is never an error). The fixed header is
 /// checked as soon as it is complete: a packet larger than the maximum packet size, an invalid
-/// packet type or invalid flags are refused before the rest is buffered, and when the buffer
-/// must grow for a frame it grows to exactly that frame's size, never beyond the maximum packet
-/// size.
+/// packet type or invalid flags are refused before the rest is buffered. While a frame arrives,
+/// the buffer grows with the bytes actually received (at most doubling them, never beyond the
+/// frame): announcing a large packet reserves nothing.
 ///
 /// The body is parsed from the complete frame, which is split off the buffer without copying:
 /// topic names, payloads and other byte fields of the packet are slices of it.
@@ -86,7 +98,9 @@ impl Decoder {
         self.max_packet_size = max_packet_size;
     }
 
-    /// The version in use; `None` while a server decoder waits for CONNECT.
+    /// The version in use; `None` while a server decoder waits for CONNECT. After a CONNECT,
+    /// valid or not, it is the version that CONNECT announced (if its protocol name and level
+    /// were valid), so that the CONNACK answering it can be written in that version.
     pub fn version(&self) -> Option<ProtocolVersion> {
         self.version
     }
@@ -98,10 +112,15 @@ impl Decoder {
 
     /// Takes the next complete packet off the front of `buf`.
     ///
+    /// When it returns `Ok(None)`, `buf` has spare capacity for the next read: the caller can
+    /// read into it without reserving anything itself.
+    ///
     /// # Errors
     /// Any violation of the standard in the bytes; see [`Error`].
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, Error> {
         let Some(header) = FixedHeader::parse(buf)? else {
+            let limit = usize::try_from(self.max_packet_size).unwrap_or(usize::MAX);
+            make_room(buf, MIN_READ_BUFFER.min(limit));
             return Ok(None);
         };
         let packet_type = header.check(self.version)?;
@@ -119,16 +138,15 @@ impl Decoder {
             max: self.max_packet_size,
         })?;
         if buf.len() < frame_len {
-            if buf.capacity() < frame_len {
-                grow_exactly(buf, frame_len);
-            }
+            make_room(buf, frame_len);
             return Ok(None);
         }
         let frame = buf.split_to(frame_len).freeze();
-        let packet = decode_frame(frame, header, packet_type, self.version)?;
-        if let (None, Packet::Connect(connect)) = (self.version, &packet) {
-            self.version = Some(connect.protocol);
+        if self.version.is_none() {
+            // A server adopts the CONNECT's version, even when the rest of the CONNECT turns
+            // out to be invalid: the CONNACK that refuses it must be in that version.
+            self.version = frame.get(header.header_len..).and_then(peek_version);
         }
-        Ok(Some(packet))
+        decode_frame(frame, header, packet_type, self.version).map(Some)
     }
 }

@@ -166,6 +166,15 @@ pub enum Error {
         /// The code.
         code: u8,
     },
+    /// A SUBACK or UNSUBACK without reason codes (there is one per filter of the request).
+    #[error("{packet} without reason codes")]
+    NoReasonCodes {
+        /// The packet type.
+        packet: PacketType,
+    },
+    /// MQTT 5.0 AUTH with properties but no Authentication Method.
+    #[error("AUTH without authentication method")]
+    AuthWithoutMethod,
     /// A property identifier the standard does not define.
     #[error("unknown property identifier {id:#x}")]
     UnknownProperty {
@@ -324,8 +333,12 @@ impl Error {
             } if *field == PropertyId::ResponseTopic.name() => Statement::v5("MQTT-3.3.2-14"),
             Self::InvalidTopicName {
                 source: T::WildcardInTopicName { .. },
+                field,
+            } if *field == "topic name" => Statement::both("MQTT-3.3.2-2", "MQTT-3.3.2-2"),
+            Self::InvalidTopicName {
+                source: T::WildcardInTopicName { .. },
                 ..
-            } => Statement::both("MQTT-3.3.2-2", "MQTT-3.3.2-2"),
+            } => Statement::both("MQTT-4.7.1-1", "MQTT-4.7.0-1"),
             Self::InvalidTopicName {
                 source: T::Empty, ..
             } => Statement::both("MQTT-4.7.3-1", "MQTT-4.7.3-1"),
@@ -372,6 +385,10 @@ impl Error {
                 packet: PacketType::ConnAck,
                 ..
             } => Statement::v5("MQTT-3.2.2-8"),
+            Self::NoReasonCodes {
+                packet: PacketType::SubAck,
+            } => Statement::v5("MQTT-3.9.3-2"),
+            Self::NoReasonCodes { .. } => Statement::v5("MQTT-3.11.3-2"),
             Self::InvalidReasonCode {
                 packet: PacketType::PubAck,
                 ..
@@ -414,6 +431,7 @@ impl Error {
             | Self::Truncated { .. }
             | Self::TrailingBytes { .. }
             | Self::AuthDataWithoutMethod
+            | Self::AuthWithoutMethod
             | Self::InvalidRetainHandling
             | Self::UnknownProperty { .. }
             | Self::PropertyNotAllowed { .. }
@@ -436,11 +454,11 @@ impl Error {
             Self::InvalidProtocolName | Self::UnsupportedProtocolVersion { .. } => {
                 ReasonCode::UnsupportedProtocolVersion
             }
+            // A topic that breaks the syntax is malformed; Topic Name / Filter invalid (0x90,
+            // 0x8F) are for correctly formed ones the receiver does not accept.
             Self::InvalidTopicName {
                 source: T::Empty, ..
             } => ReasonCode::ProtocolError,
-            Self::InvalidTopicName { .. } => ReasonCode::TopicNameInvalid,
-            Self::InvalidTopicFilter { .. } => ReasonCode::TopicFilterInvalid,
             Self::InvalidPropertyValue {
                 id: PropertyId::TopicAlias,
             } => ReasonCode::TopicAliasInvalid,
@@ -455,6 +473,8 @@ impl Error {
             | Self::DuplicateProperty { .. }
             | Self::InvalidPropertyValue { .. }
             | Self::AuthDataWithoutMethod
+            | Self::AuthWithoutMethod
+            | Self::NoReasonCodes { .. }
             | Self::SessionPresentOnFailure => ReasonCode::ProtocolError,
             Self::VarIntTooLong
             | Self::NonMinimalVarInt
@@ -473,6 +493,8 @@ impl Error {
             | Self::DupOnQoS0
             | Self::ReservedSubscriptionOptions { .. }
             | Self::InvalidReasonCode { .. }
+            | Self::InvalidTopicName { .. }
+            | Self::InvalidTopicFilter { .. }
             | Self::UnknownProperty { .. }
             | Self::PropertyNotAllowed { .. } => ReasonCode::MalformedPacket,
             Self::FieldTooLong { .. } | Self::NotInVersion { .. } => {

@@ -71,7 +71,7 @@ mod codec;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 
-pub use decoder::{Decoder, PROTOCOL_MAX_PACKET_SIZE};
+pub use decoder::{Decoder, MIN_READ_BUFFER, PROTOCOL_MAX_PACKET_SIZE};
 pub use error::{Error, Statement};
 pub use packet::{
     Auth, ConnAck, Connect, Disconnect, FixedHeader, Packet, PubAck, PubComp, PubRec, PubRel,

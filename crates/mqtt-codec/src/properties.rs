@@ -118,119 +118,82 @@ fn invalid<'a, T>(id: PropertyId) -> PResult<'a, T> {
     fail(Error::InvalidPropertyValue { id })
 }
 
-impl Value for u32 {
-    fn parse<'a>(input: &'a [u8], _: &Cx<'_>, _: PropertyId) -> PResult<'a, Self> {
-        u32(input)
-    }
-    fn len(&self) -> usize {
-        4
-    }
-    fn put(&self, buf: &mut BytesMut) {
-        buf.put_u32(*self);
-    }
+/// Integers taken as they are (`$nonzero` absent), or for which 0 is a Protocol Error
+/// (Receive Maximum, Topic Alias, Maximum Packet Size).
+macro_rules! integer_value {
+    ($ty:ty, $parse:ident, $put:ident, $len:literal) => {
+        impl Value for $ty {
+            fn parse<'a>(input: &'a [u8], _: &Cx<'_>, _: PropertyId) -> PResult<'a, Self> {
+                $parse(input)
+            }
+            fn len(&self) -> usize {
+                $len
+            }
+            fn put(&self, buf: &mut BytesMut) {
+                buf.$put(*self);
+            }
+        }
+    };
+    ($ty:ty, nonzero $parse:ident, $put:ident, $len:literal) => {
+        impl Value for $ty {
+            fn parse<'a>(input: &'a [u8], _: &Cx<'_>, id: PropertyId) -> PResult<'a, Self> {
+                let (input, v) = $parse(input)?;
+                match <$ty>::new(v) {
+                    Some(v) => Ok((input, v)),
+                    None => invalid(id),
+                }
+            }
+            fn len(&self) -> usize {
+                $len
+            }
+            fn put(&self, buf: &mut BytesMut) {
+                buf.$put(self.get());
+            }
+        }
+    };
 }
 
-impl Value for u16 {
-    fn parse<'a>(input: &'a [u8], _: &Cx<'_>, _: PropertyId) -> PResult<'a, Self> {
-        u16(input)
-    }
-    fn len(&self) -> usize {
-        2
-    }
-    fn put(&self, buf: &mut BytesMut) {
-        buf.put_u16(*self);
-    }
+integer_value!(u16, u16, put_u16, 2);
+integer_value!(u32, u32, put_u32, 4);
+integer_value!(NonZeroU16, nonzero u16, put_u16, 2);
+integer_value!(NonZeroU32, nonzero u32, put_u32, 4);
+
+/// Byte properties with a closed set of values; any other byte is a Protocol Error.
+macro_rules! byte_value {
+    ($ty:ty { $($byte:literal => $value:expr),+ $(,)? }) => {
+        impl Value for $ty {
+            fn parse<'a>(input: &'a [u8], _: &Cx<'_>, id: PropertyId) -> PResult<'a, Self> {
+                match u8(input)? {
+                    $( (input, $byte) => Ok((input, $value)), )+
+                    _ => invalid(id),
+                }
+            }
+            fn len(&self) -> usize {
+                1
+            }
+            fn put(&self, buf: &mut BytesMut) {
+                let byte = match self {
+                    $( v if *v == $value => $byte, )+
+                    _ => 0xFF,
+                };
+                buf.put_u8(byte);
+            }
+            fn check(&self, id: PropertyId) -> Result<(), Error> {
+                if [$($value),+].contains(self) {
+                    Ok(())
+                } else {
+                    Err(Error::InvalidPropertyValue { id })
+                }
+            }
+        }
+    };
 }
 
-/// Receive Maximum and Topic Alias: 0 is a Protocol Error.
-impl Value for NonZeroU16 {
-    fn parse<'a>(input: &'a [u8], _: &Cx<'_>, id: PropertyId) -> PResult<'a, Self> {
-        let (input, v) = u16(input)?;
-        match NonZeroU16::new(v) {
-            Some(v) => Ok((input, v)),
-            None => invalid(id),
-        }
-    }
-    fn len(&self) -> usize {
-        2
-    }
-    fn put(&self, buf: &mut BytesMut) {
-        buf.put_u16(self.get());
-    }
-}
-
-/// Maximum Packet Size: 0 is a Protocol Error.
-impl Value for NonZeroU32 {
-    fn parse<'a>(input: &'a [u8], _: &Cx<'_>, id: PropertyId) -> PResult<'a, Self> {
-        let (input, v) = u32(input)?;
-        match NonZeroU32::new(v) {
-            Some(v) => Ok((input, v)),
-            None => invalid(id),
-        }
-    }
-    fn len(&self) -> usize {
-        4
-    }
-    fn put(&self, buf: &mut BytesMut) {
-        buf.put_u32(self.get());
-    }
-}
-
-/// The 0-or-1 byte properties: anything else is a Protocol Error.
-impl Value for bool {
-    fn parse<'a>(input: &'a [u8], _: &Cx<'_>, id: PropertyId) -> PResult<'a, Self> {
-        match u8(input)? {
-            (input, 0) => Ok((input, false)),
-            (input, 1) => Ok((input, true)),
-            _ => invalid(id),
-        }
-    }
-    fn len(&self) -> usize {
-        1
-    }
-    fn put(&self, buf: &mut BytesMut) {
-        buf.put_u8(u8::from(*self));
-    }
-}
-
-/// Maximum QoS: 0 or 1; 2 is expressed by leaving the property out.
-impl Value for QoS {
-    fn parse<'a>(input: &'a [u8], _: &Cx<'_>, id: PropertyId) -> PResult<'a, Self> {
-        match u8(input)? {
-            (input, 0) => Ok((input, QoS::AtMostOnce)),
-            (input, 1) => Ok((input, QoS::AtLeastOnce)),
-            _ => invalid(id),
-        }
-    }
-    fn len(&self) -> usize {
-        1
-    }
-    fn put(&self, buf: &mut BytesMut) {
-        buf.put_u8(*self as u8);
-    }
-    fn check(&self, id: PropertyId) -> Result<(), Error> {
-        match self {
-            QoS::ExactlyOnce => Err(Error::InvalidPropertyValue { id }),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl Value for PayloadFormat {
-    fn parse<'a>(input: &'a [u8], _: &Cx<'_>, id: PropertyId) -> PResult<'a, Self> {
-        match u8(input)? {
-            (input, 0) => Ok((input, PayloadFormat::Unspecified)),
-            (input, 1) => Ok((input, PayloadFormat::Utf8)),
-            _ => invalid(id),
-        }
-    }
-    fn len(&self) -> usize {
-        1
-    }
-    fn put(&self, buf: &mut BytesMut) {
-        buf.put_u8(*self as u8);
-    }
-}
+// The flags (Retain Available, Request Problem Information, ...).
+byte_value!(bool { 0 => false, 1 => true });
+// Maximum QoS: 2 is expressed by leaving the property out.
+byte_value!(QoS { 0 => QoS::AtMostOnce, 1 => QoS::AtLeastOnce });
+byte_value!(PayloadFormat { 0 => PayloadFormat::Unspecified, 1 => PayloadFormat::Utf8 });
 
 /// Subscription Identifier: a Variable Byte Integer; 0 is a Protocol Error.
 impl Value for SubscriptionId {
@@ -385,7 +348,10 @@ impl<T: Value> Field for Vec<T> {
         Ok((input, ()))
     }
     fn len(&self) -> usize {
-        self.iter().map(|v| 1 + v.len()).sum()
+        // Saturating: cloned `Bytes` can describe more than `usize` bytes on 32-bit targets;
+        // an absurd length is refused as too large, never wrapped.
+        self.iter()
+            .fold(0, |len: usize, v| len.saturating_add(1 + v.len()))
     }
     fn put(&self, id: PropertyId, buf: &mut BytesMut) {
         for v in self {
@@ -472,13 +438,13 @@ macro_rules! properties {
             }
 
             fn content_len(&self) -> usize {
-                0 $( + Field::len(&self.$field) )*
+                0usize $( .saturating_add(Field::len(&self.$field)) )*
             }
 
             /// The wire length: Property Length plus the properties.
             pub(crate) fn wire_len(&self) -> usize {
                 let len = self.content_len();
-                vbi::len_usize(len) + len
+                len.saturating_add(vbi::len_usize(len))
             }
 
             /// Writes the Property Length and the properties.

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::PacketType;
+use crate::{Error, PacketType};
 
 macro_rules! reason_codes {
     ($( $(#[$doc:meta])* $name:ident = $value:literal, )*) => {
@@ -253,6 +253,18 @@ impl ReasonCode {
             PacketType::Disconnect => DISCONNECT,
             PacketType::Auth => AUTH,
             _ => &[],
+        }
+    }
+
+    /// Fails with [`Error::InvalidReasonCode`] unless a packet of this type may carry this code.
+    pub(crate) fn check_in(self, packet: PacketType) -> Result<(), Error> {
+        if self.is_allowed_in(packet) {
+            Ok(())
+        } else {
+            Err(Error::InvalidReasonCode {
+                packet,
+                code: self.get(),
+            })
         }
     }
 

@@ -503,12 +503,15 @@ fn unsuback(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
 
 fn disconnect(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
     let code = if version.is_v5() {
-        reason(PacketType::Disconnect).boxed()
+        // 0x8C is accepted in a DISCONNECT but never sent (docs/adr/0001).
+        reason(PacketType::Disconnect)
+            .prop_filter("not sent", |c| *c != ReasonCode::BadAuthenticationMethod)
+            .boxed()
     } else {
         Just(ReasonCode::Success).boxed()
     };
     (code, props(version, disconnect_properties())).prop_map(|(reason_code, properties)| {
-        Packet::Disconnect(Disconnect {
+        Packet::from(Disconnect {
             reason_code,
             properties,
         })
@@ -516,12 +519,17 @@ fn disconnect(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
 }
 
 fn auth() -> impl Strategy<Value = Packet> {
-    (reason(PacketType::Auth), auth_properties()).prop_map(|(reason_code, properties)| {
-        Packet::Auth(Auth {
-            reason_code,
-            properties,
-        })
-    })
+    // Every AUTH but the empty short form names its method (MQTT 5.0 section 3.15.2.2.2).
+    let full = (reason(PacketType::Auth), mqtt_string(), auth_properties()).prop_map(
+        |(reason_code, method, mut properties)| {
+            properties.authentication_method = Some(method);
+            Packet::from(Auth {
+                reason_code,
+                properties,
+            })
+        },
+    );
+    prop_oneof![1 => Just(Packet::from(Auth::new(ReasonCode::Success))), 4 => full]
 }
 
 /// Any packet `version` can express.
@@ -583,6 +591,19 @@ proptest! {
         prop_assert_eq!(decoded.as_ref(), Some(&packet));
         prop_assert!(wire.is_empty());
         prop_assert_eq!(encode(&decoded.unwrap(), version), copy);
+    }
+
+    /// `Publish::encode_head` followed by the payload is exactly `Publish::encode`.
+    #[test]
+    fn publish_head_plus_payload_is_the_packet(
+        (version, packet) in version().prop_flat_map(|v| (Just(v), publish(v)))
+    ) {
+        let Packet::Publish(publish) = &packet else { unreachable!() };
+        let mut head = BytesMut::new();
+        let size = publish.encode_head(version, PROTOCOL_MAX_PACKET_SIZE, &mut head).unwrap();
+        prop_assert_eq!(size, head.len() + publish.payload.len());
+        head.extend_from_slice(&publish.payload);
+        prop_assert_eq!(head, encode(&packet, version));
     }
 
     /// A server decoder accepts any version's CONNECT and then speaks that version.
@@ -661,6 +682,10 @@ proptest! {
         // Whatever decodes from corrupted bytes must still round-trip.
         let mut buf = BytesMut::from(&wire[..]);
         if let Ok(Some(p)) = Decoder::new(version).decode(&mut buf) {
+            // DISCONNECT 0x8C is accepted but never sent (docs/adr/0001).
+            if matches!(&p, Packet::Disconnect(d) if d.reason_code == ReasonCode::BadAuthenticationMethod) {
+                return Ok(());
+            }
             let mut again = encode(&p, version);
             prop_assert_eq!(Decoder::new(version).decode(&mut again).unwrap(), Some(p));
         }
@@ -703,4 +728,62 @@ fn huge_remaining_length_is_refused_before_buffering() {
     ));
     assert_eq!(err.reason_code(), ReasonCode::PacketTooLarge);
     assert!(buf.capacity() < 1024);
+}
+
+/// A peer that announces a large packet and sends little costs a small read buffer, not the
+/// announced size; the buffer then grows with what arrives and ends at exactly the frame.
+#[test]
+fn buffer_follows_the_bytes_received_not_the_announced_size() {
+    let frame_len = 1_000_000usize;
+    let mut packet = BytesMut::new();
+    Packet::Publish(Publish::new(
+        TopicName::try_from("t").unwrap(),
+        vec![7u8; frame_len - 7],
+    ))
+    .encode(
+        ProtocolVersion::V3_1_1,
+        PROTOCOL_MAX_PACKET_SIZE,
+        &mut packet,
+    )
+    .unwrap();
+    assert_eq!(packet.len(), frame_len);
+
+    // A reader that, like a socket read into `BytesMut`, only fills the spare capacity the
+    // decoder left.
+    let mut decoder = Decoder::new(ProtocolVersion::V3_1_1);
+    let mut buf = BytesMut::new();
+    let mut fed = 0;
+    let mut largest_ratio: f64 = 0.0;
+    loop {
+        if let Some(p) = decoder.decode(&mut buf).unwrap() {
+            assert_eq!(fed, frame_len);
+            assert!(matches!(p, Packet::Publish(_)));
+            break;
+        }
+        let room = buf.capacity() - buf.len();
+        assert!(room > 0, "Ok(None) must leave room for the next read");
+        assert!(buf.capacity() <= frame_len);
+        if buf.len() >= MIN_READ_BUFFER {
+            largest_ratio = largest_ratio.max(buf.capacity() as f64 / buf.len() as f64);
+        } else {
+            assert!(buf.capacity() <= MIN_READ_BUFFER);
+        }
+        let chunk = room.min(16 * 1024).min(frame_len - fed);
+        buf.extend_from_slice(&packet[fed..fed + chunk]);
+        fed += chunk;
+    }
+    assert!(
+        largest_ratio <= 2.0,
+        "buffer ran {largest_ratio}x ahead of the data"
+    );
+
+    // Five bytes announcing 256 MiB within a 256 MiB limit reserve only a small buffer.
+    let mut buf = BytesMut::from(&[0x30, 0xFF, 0xFF, 0xFF, 0x7F][..]);
+    assert_eq!(
+        Decoder::new(ProtocolVersion::V3_1_1)
+            .decode(&mut buf)
+            .unwrap(),
+        None
+    );
+    assert!(buf.capacity() <= MIN_READ_BUFFER);
 }

@@ -35,6 +35,33 @@ impl TopicFilter {
         Ok(Self { text, filter_start })
     }
 
+    /// As [`TopicFilter::from_bytes`], for MQTT 3.x, which gives `$share` no meaning: a filter
+    /// that starts with `$share/` but is not a valid shared subscription (`$share/#`,
+    /// `$share//x`) is taken as the plain filter it also is, rather than refused. A valid
+    /// `$share/{ShareName}/{filter}` is still a shared subscription.
+    ///
+    /// # Errors
+    /// As [`TopicFilter::from_bytes`], for filters that are not valid plain filters either.
+    pub fn from_bytes_v3(bytes: Bytes) -> Result<Self, Error> {
+        Self::from_mqtt_string_v3(MqttString::from_bytes(bytes)?)
+    }
+
+    /// As [`TopicFilter::from_bytes_v3`], from a validated string.
+    ///
+    /// # Errors
+    /// As [`TopicFilter::from_bytes_v3`].
+    pub fn from_mqtt_string_v3(text: MqttString) -> Result<Self, Error> {
+        let filter_start = match validate(text.as_str()) {
+            Ok(start) => start,
+            Err(_) if text.starts_with(SHARE_PREFIX) => {
+                validate_plain(text.as_str(), 0)?;
+                0
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Self { text, filter_start })
+    }
+
     /// A filter known at compile time; validated all the same.
     ///
     /// # Errors
@@ -315,6 +342,29 @@ mod tests {
         assert!(!plain.is_shared());
         assert_eq!(plain.filter(), "$share");
         assert!(!TopicFilter::try_from("$SHARE/a/b").unwrap().is_shared());
+    }
+
+    /// MQTT 3.x: `$share/` forms that are not shared subscriptions are plain filters.
+    #[test]
+    fn v3_share_prefix_falls_back_to_a_plain_filter() {
+        let v3 = |t: &'static str| TopicFilter::from_bytes_v3(Bytes::from_static(t.as_bytes()));
+        for plain in [
+            "$share/#",
+            "$share//x",
+            "$share/+/x",
+            "$share/g",
+            "$share/g/",
+        ] {
+            let f = v3(plain).unwrap();
+            assert!(!f.is_shared(), "{plain}");
+            assert_eq!(f.filter(), plain);
+        }
+        assert_eq!(v3("$share/g/a/#").unwrap().share_name(), Some("g"));
+        assert!(matches!(
+            v3("$share/a+/x"),
+            Err(Error::InvalidWildcard { .. })
+        ));
+        assert!(TopicFilter::try_from("$share/#").is_err());
     }
 
     #[test]

@@ -71,14 +71,9 @@ impl ConnAck {
         if self.session_present && self.reason_code != ReasonCode::Success {
             return Err(Error::SessionPresentOnFailure);
         }
+        self.reason_code.check_in(PacketType::ConnAck)?;
         if !version.is_v5() {
             return Ok(2);
-        }
-        if !self.reason_code.is_allowed_in(PacketType::ConnAck) {
-            return Err(Error::InvalidReasonCode {
-                packet: PacketType::ConnAck,
-                code: self.reason_code.get(),
-            });
         }
         self.properties.check()?;
         Ok(2 + self.properties.wire_len())

@@ -104,6 +104,11 @@ mod flag {
     pub(super) const USERNAME: u8 = 0x80;
 }
 
+/// The version a CONNECT body announces, if its protocol name and level are valid.
+pub(crate) fn peek_version(body: &[u8]) -> Option<ProtocolVersion> {
+    parse_version(body).ok().map(|(_, version)| version)
+}
+
 /// Reads the protocol name and level, which decide everything else.
 fn parse_version(input: &[u8]) -> PResult<'_, ProtocolVersion> {
     let (input, name) = length_prefixed(input)?;
@@ -131,12 +136,12 @@ impl Connect {
         let will_retain = flags & flag::WILL_RETAIN != 0;
         let has_password = flags & flag::PASSWORD != 0;
         let has_username = flags & flag::USERNAME != 0;
+        if !has_will && will_qos != Some(QoS::AtMostOnce) {
+            return fail(Error::WillQoSWithoutWill);
+        }
         let Some(will_qos) = will_qos else {
             return fail(Error::InvalidWillQoS);
         };
-        if !has_will && will_qos != QoS::AtMostOnce {
-            return fail(Error::WillQoSWithoutWill);
-        }
         if !has_will && will_retain {
             return fail(Error::WillRetainWithoutWill);
         }

@@ -55,7 +55,15 @@ impl Disconnect {
         if !version.is_v5() {
             return Ok(0);
         }
-        check_code(self.reason_code, PacketType::Disconnect)?;
+        self.reason_code.check_in(PacketType::Disconnect)?;
+        // Accepted when received (Table 2-6 lists it), never sent: Table 3-10 leaves it out and
+        // peers that follow it refuse it.
+        if self.reason_code == ReasonCode::BadAuthenticationMethod {
+            return Err(Error::InvalidReasonCode {
+                packet: PacketType::Disconnect,
+                code: self.reason_code.get(),
+            });
+        }
         self.properties.check()?;
         Ok(match (self.reason_code, self.properties.is_empty()) {
             (ReasonCode::Success, true) => 0,
@@ -91,8 +99,14 @@ impl Auth {
     pub(crate) fn parse<'a>(input: &'a [u8], cx: &Cx<'_>) -> PResult<'a, Self> {
         // Unlike DISCONNECT, AUTH may drop the Property Length only together with the reason
         // code (MQTT 5.0 section 3.15.2.2.1): a Remaining Length of 1 is malformed.
+        let short = input.is_empty();
         let (input, (reason_code, properties)) =
             parse_tail(input, cx, false, AuthProperties::parse)?;
+        // "It is a Protocol Error to omit the Authentication Method" (section 3.15.2.2.2),
+        // except in the short form (Remaining Length 0) of section 3.15.2.1.
+        if !short && properties.authentication_method.is_none() {
+            return fail(Error::AuthWithoutMethod);
+        }
         Ok((
             input,
             Self {
@@ -109,17 +123,19 @@ impl Auth {
                 version,
             });
         }
-        check_code(self.reason_code, PacketType::Auth)?;
+        self.reason_code.check_in(PacketType::Auth)?;
         self.properties.check()?;
+        let short = self.reason_code == ReasonCode::Success && self.properties.is_empty();
+        if !short && self.properties.authentication_method.is_none() {
+            return Err(Error::AuthWithoutMethod);
+        }
         // Only "Success without properties" may drop the whole body; otherwise the Property
         // Length is always written, which every peer reads.
-        Ok(
-            if self.reason_code == ReasonCode::Success && self.properties.is_empty() {
-                0
-            } else {
-                1 + self.properties.wire_len()
-            },
-        )
+        Ok(if short {
+            0
+        } else {
+            1 + self.properties.wire_len()
+        })
     }
 
     pub(crate) fn put_body(&self, buf: &mut BytesMut) {
@@ -128,17 +144,6 @@ impl Auth {
         }
         buf.put_u8(self.reason_code.get());
         self.properties.put(buf);
-    }
-}
-
-fn check_code(code: ReasonCode, packet: PacketType) -> Result<(), Error> {
-    if code.is_allowed_in(packet) {
-        Ok(())
-    } else {
-        Err(Error::InvalidReasonCode {
-            packet,
-            code: code.get(),
-        })
     }
 }
 

@@ -11,6 +11,7 @@ mod unsubscribe;
 
 pub use ack::{PubAck, PubComp, PubRec, PubRel};
 pub use connack::ConnAck;
+pub(crate) use connect::peek_version;
 pub use connect::{Connect, Will};
 pub use disconnect::{Auth, Disconnect};
 pub use publish::Publish;
@@ -28,7 +29,8 @@ use crate::{Error, PacketType, ProtocolVersion, varint};
 ///
 /// Fields that only MQTT 5.0 has (reason codes on acknowledgements, properties) hold their
 /// defaults when decoded from 3.x and are left out when encoding for 3.x. The large and rare
-/// CONNECT and CONNACK are boxed so that the enum stays small for PUBLISH.
+/// CONNECT, CONNACK, DISCONNECT and AUTH are boxed so that the enum stays small for PUBLISH;
+/// `Packet::from(packet)` builds any variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
     /// CONNECT.
@@ -58,10 +60,33 @@ pub enum Packet {
     /// PINGRESP.
     PingResp,
     /// DISCONNECT.
-    Disconnect(Disconnect),
+    Disconnect(Box<Disconnect>),
     /// AUTH (5.0 only).
-    Auth(Auth),
+    Auth(Box<Auth>),
 }
+
+/// `Packet::from(x)` for every packet struct, boxing the ones the enum keeps boxed.
+macro_rules! impl_from {
+    ($($variant:ident),*; boxed $($boxed:ident),*) => {
+        $(
+            impl From<$variant> for Packet {
+                fn from(packet: $variant) -> Self {
+                    Self::$variant(packet)
+                }
+            }
+        )*
+        $(
+            impl From<$boxed> for Packet {
+                fn from(packet: $boxed) -> Self {
+                    Self::$boxed(Box::new(packet))
+                }
+            }
+        )*
+    };
+}
+
+impl_from!(Publish, PubAck, PubRec, PubRel, PubComp, Subscribe, SubAck, Unsubscribe, UnsubAck;
+    boxed Connect, ConnAck, Disconnect, Auth);
 
 impl Packet {
     /// The packet's type.
@@ -112,7 +137,8 @@ impl Packet {
         match self {
             Self::Connect(p) => p.put_body(buf),
             Self::ConnAck(p) => p.put_body(version, buf),
-            Self::Publish(p) => p.put_body(version, buf),
+            // Packet::encode hands PUBLISH to Publish::encode before getting here.
+            Self::Publish(_) => {}
             Self::PubAck(p) => p.put_body(version, buf),
             Self::PubRec(p) => p.put_body(version, buf),
             Self::PubRel(p) => p.put_body(version, buf),
@@ -127,13 +153,10 @@ impl Packet {
         }
     }
 
+    /// The first byte of every packet but PUBLISH, whose flags vary (see `Publish::encode`).
     fn first_byte(&self) -> u8 {
         let packet_type = self.packet_type();
-        let flags = match self {
-            Self::Publish(p) => p.flags(),
-            _ => packet_type.required_flags(),
-        };
-        ((packet_type as u8) << 4) | flags
+        ((packet_type as u8) << 4) | packet_type.required_flags()
     }
 
     /// The exact number of bytes [`Packet::encode`] writes for this packet in `version`.
@@ -163,18 +186,20 @@ impl Packet {
             return publish.encode(version, max_packet_size, buf);
         }
         let body = self.body_len(version)?;
-        write_frame(self.first_byte(), body, max_packet_size, buf, |buf| {
+        write_frame(self.first_byte(), body, 0, max_packet_size, buf, |buf| {
             self.put_body(version, buf)
         })
     }
 }
 
-/// Writes a fixed header and a body of `body` bytes (written by `put_body`), after checking the
-/// size against `max_packet_size` and the protocol's limit; returns the size written.
+/// Writes a fixed header and a body of `body` bytes (written by `put_body`, except for its last
+/// `unwritten` bytes, which the caller sends itself), after checking the size against
+/// `max_packet_size` and the protocol's limit; returns the size of the whole packet.
 #[inline]
 pub(crate) fn write_frame(
     first_byte: u8,
     body: usize,
+    unwritten: usize,
     max_packet_size: u32,
     buf: &mut BytesMut,
     put_body: impl FnOnce(&mut BytesMut),
@@ -191,12 +216,16 @@ pub(crate) fn write_frame(
             });
         }
     };
-    buf.reserve(size);
+    buf.reserve(size - unwritten);
     let start = buf.len();
     buf.put_u8(first_byte);
     varint::put(buf, remaining);
     put_body(buf);
-    debug_assert_eq!(buf.len() - start, size, "encoded_len disagrees with encode");
+    debug_assert_eq!(
+        buf.len() - start + unwritten,
+        size,
+        "encoded_len disagrees with encode"
+    );
     Ok(size)
 }
 
@@ -314,8 +343,10 @@ pub(crate) fn decode_frame(
         PacketType::PingResp => cx.finish(cx.end(body)).map(|()| Packet::PingResp),
         PacketType::Disconnect => cx
             .finish(Disconnect::parse(body, &cx))
-            .map(Packet::Disconnect),
-        PacketType::Auth => cx.finish(Auth::parse(body, &cx)).map(Packet::Auth),
+            .map(|p| Packet::Disconnect(Box::new(p))),
+        PacketType::Auth => cx
+            .finish(Auth::parse(body, &cx))
+            .map(|p| Packet::Auth(Box::new(p))),
     }?;
     if let Packet::Connect(connect) = &packet {
         if connect.protocol.is_v5() && !header.is_minimal() {
@@ -323,4 +354,17 @@ pub(crate) fn decode_frame(
         }
     }
     Ok(packet)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every decoded packet is moved a few times on its way out of the decoder: the enum is
+    /// kept small (the rare, large packets are boxed, PUBLISH properties are out of line).
+    #[test]
+    fn packet_stays_small() {
+        assert!(size_of::<Publish>() <= 80, "{}", size_of::<Publish>());
+        assert!(size_of::<Packet>() <= 96, "{}", size_of::<Packet>());
+    }
 }

@@ -118,10 +118,38 @@ impl Publish {
         buf: &mut BytesMut,
     ) -> Result<usize, Error> {
         let body = self.body_len(version)?;
-        let first_byte = ((crate::PacketType::Publish as u8) << 4) | self.flags();
-        super::write_frame(first_byte, body, max_packet_size, buf, |buf| {
-            self.put_body(version, buf)
+        super::write_frame(self.first_byte(), body, 0, max_packet_size, buf, |buf| {
+            self.put_head(version, buf);
+            buf.put_slice(&self.payload);
         })
+    }
+
+    /// Appends this PUBLISH without its payload, and returns the size of the whole packet: the
+    /// caller sends [`Publish::payload`] right after, for example in a vectored write, so a
+    /// large payload fanned out to many subscribers is never copied.
+    ///
+    /// # Errors
+    /// As [`Publish::encode`]; nothing is written then.
+    pub fn encode_head(
+        &self,
+        version: ProtocolVersion,
+        max_packet_size: u32,
+        buf: &mut BytesMut,
+    ) -> Result<usize, Error> {
+        let body = self.body_len(version)?;
+        let payload = self.payload.len();
+        super::write_frame(
+            self.first_byte(),
+            body,
+            payload,
+            max_packet_size,
+            buf,
+            |buf| self.put_head(version, buf),
+        )
+    }
+
+    fn first_byte(&self) -> u8 {
+        ((crate::PacketType::Publish as u8) << 4) | self.flags()
     }
 
     /// Checks the fixed-header flags, which arrive before the body: QoS 3 [MQTT-3.3.1-4] and DUP
@@ -211,19 +239,22 @@ impl Publish {
                 source: mqtt_topic::Error::Empty,
             });
         }
-        let mut len = 2 + self.topic.len() + self.payload.len();
+        // Saturating: on 32-bit targets a shared payload plus properties could exceed `usize`;
+        // such a packet is refused as too large by the caller, never wrapped.
+        let mut len = (2 + self.topic.len()).saturating_add(self.payload.len());
         if self.qos.packet_id().is_some() {
-            len += 2;
+            len = len.saturating_add(2);
         }
         if version.is_v5() {
             properties.check()?;
-            len += properties.wire_len();
+            len = len.saturating_add(properties.wire_len());
         }
         Ok(len)
     }
 
+    /// Writes the variable header: everything after the fixed header but the payload.
     #[inline]
-    pub(crate) fn put_body(&self, version: ProtocolVersion, buf: &mut BytesMut) {
+    fn put_head(&self, version: ProtocolVersion, buf: &mut BytesMut) {
         put_str(buf, self.topic.as_mqtt_str());
         if let Some(id) = self.qos.packet_id() {
             buf.put_u16(id.get());
@@ -231,6 +262,5 @@ impl Publish {
         if version.is_v5() {
             self.properties().put(buf);
         }
-        buf.put_slice(&self.payload);
     }
 }

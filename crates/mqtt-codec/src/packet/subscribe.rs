@@ -96,7 +96,13 @@ impl SubscriptionOptions {
 /// Reads one topic filter of a SUBSCRIBE or UNSUBSCRIBE.
 pub(crate) fn parse_filter<'a>(input: &'a [u8], cx: &Cx<'_>) -> PResult<'a, TopicFilter> {
     let (input, text) = cx.string(input, "topic filter")?;
-    match TopicFilter::try_from(text) {
+    let filter = if cx.version.is_v5() {
+        TopicFilter::try_from(text)
+    } else {
+        // 3.x gives `$share` no meaning: see `TopicFilter::from_mqtt_string_v3`.
+        TopicFilter::from_mqtt_string_v3(text)
+    };
+    match filter {
         Ok(filter) => Ok((input, filter)),
         Err(source) => fail(Error::InvalidTopicFilter { source }),
     }
@@ -117,13 +123,12 @@ impl Subscribe {
 
     pub(crate) fn parse<'a>(input: &'a [u8], cx: &Cx<'_>) -> PResult<'a, Self> {
         let (input, packet_id) = cx.packet_id(input)?;
-        let (mut input, properties) = if cx.version.is_v5() {
+        let (input, properties) = if cx.version.is_v5() {
             SubscribeProperties::parse(input, cx)?
         } else {
             (input, SubscribeProperties::default())
         };
-        let mut subscriptions = Vec::new();
-        while !input.is_empty() {
+        let (input, subscriptions) = parse_entries(input, cx, |input| {
             let (rest, filter) = parse_filter(input, cx)?;
             let (rest, byte) = u8(rest)?;
             let options = match SubscriptionOptions::parse(byte, cx.version) {
@@ -133,14 +138,8 @@ impl Subscribe {
             if options.no_local && filter.is_shared() {
                 return fail(Error::NoLocalOnSharedSubscription);
             }
-            subscriptions.push(Subscription { filter, options });
-            input = rest;
-        }
-        if subscriptions.is_empty() {
-            return fail(Error::NoTopicFilters {
-                packet: PacketType::Subscribe,
-            });
-        }
+            Ok((rest, Subscription { filter, options }))
+        })?;
         Ok((
             input,
             Self {
@@ -152,21 +151,17 @@ impl Subscribe {
     }
 
     pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, Error> {
-        if self.subscriptions.is_empty() {
-            return Err(Error::NoTopicFilters {
-                packet: PacketType::Subscribe,
-            });
-        }
-        let mut len = 2;
+        check_entries(self.subscriptions.len(), PacketType::Subscribe)?;
+        let mut len: usize = 2;
         for s in &self.subscriptions {
             if version.is_v5() && s.options.no_local && s.filter.is_shared() {
                 return Err(Error::NoLocalOnSharedSubscription);
             }
-            len += 2 + s.filter.as_str().len() + 1;
+            len = len.saturating_add(2 + s.filter.as_str().len() + 1);
         }
         if version.is_v5() {
             self.properties.check()?;
-            len += self.properties.wire_len();
+            len = len.saturating_add(self.properties.wire_len());
         }
         Ok(len)
     }
@@ -234,6 +229,33 @@ impl SubAck {
     }
 }
 
+/// Reads the payload of SUBSCRIBE or UNSUBSCRIBE: entries up to the end of the packet, at least
+/// one [MQTT-3.8.3-3 (3.1.1), MQTT-3.8.3-2 (5.0), MQTT-3.10.3-2].
+pub(crate) fn parse_entries<'a, T>(
+    mut input: &'a [u8],
+    cx: &Cx<'_>,
+    mut entry: impl FnMut(&'a [u8]) -> PResult<'a, T>,
+) -> PResult<'a, Vec<T>> {
+    let mut entries = Vec::new();
+    while !input.is_empty() {
+        let (rest, value) = entry(input)?;
+        entries.push(value);
+        input = rest;
+    }
+    match check_entries(entries.len(), cx.packet) {
+        Ok(()) => Ok((input, entries)),
+        Err(e) => fail(e),
+    }
+}
+
+/// SUBSCRIBE and UNSUBSCRIBE need at least one topic filter.
+pub(crate) fn check_entries(count: usize, packet: PacketType) -> Result<(), Error> {
+    if count == 0 {
+        return Err(Error::NoTopicFilters { packet });
+    }
+    Ok(())
+}
+
 /// Reads the list of reason codes that ends SUBACK and UNSUBACK (one byte each); `v3` reads a
 /// 3.x code.
 pub(crate) fn parse_codes(
@@ -254,7 +276,26 @@ pub(crate) fn parse_codes(
                 code,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|codes| {
+            check_codes(&codes, cx.packet)?;
+            Ok(codes)
+        })
+}
+
+/// One reason code per filter of the request, which has at least one (MQTT 5.0 sections 3.9.3
+/// and 3.11.3), each valid in the packet.
+fn check_codes(codes: &[ReasonCode], packet: PacketType) -> Result<(), Error> {
+    if codes.is_empty() {
+        return Err(Error::NoReasonCodes { packet });
+    }
+    match codes.iter().find(|c| !c.is_allowed_in(packet)) {
+        Some(bad) => Err(Error::InvalidReasonCode {
+            packet,
+            code: bad.get(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The Remaining Length of SUBACK or UNSUBACK, checking the codes are valid in `packet`.
@@ -264,15 +305,10 @@ pub(crate) fn codes_len(
     version: ProtocolVersion,
     packet: PacketType,
 ) -> Result<usize, Error> {
+    check_codes(codes, packet)?;
     if !version.is_v5() {
         return Ok(2 + codes.len());
     }
-    if let Some(bad) = codes.iter().find(|c| !c.is_allowed_in(packet)) {
-        return Err(Error::InvalidReasonCode {
-            packet,
-            code: bad.get(),
-        });
-    }
     properties.check()?;
-    Ok(2 + properties.wire_len() + codes.len())
+    Ok(properties.wire_len().saturating_add(2 + codes.len()))
 }

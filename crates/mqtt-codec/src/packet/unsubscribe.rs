@@ -3,7 +3,7 @@
 use bytes::{BufMut, BytesMut};
 use mqtt_topic::TopicFilter;
 
-use super::subscribe::{codes_len, parse_codes, parse_filter};
+use super::subscribe::{check_entries, codes_len, parse_codes, parse_entries, parse_filter};
 use crate::decode::{Cx, PResult, fail};
 use crate::properties::put_str;
 use crate::{
@@ -47,22 +47,12 @@ impl Unsubscribe {
 
     pub(crate) fn parse<'a>(input: &'a [u8], cx: &Cx<'_>) -> PResult<'a, Self> {
         let (input, packet_id) = cx.packet_id(input)?;
-        let (mut input, properties) = if cx.version.is_v5() {
+        let (input, properties) = if cx.version.is_v5() {
             UnsubscribeProperties::parse(input, cx)?
         } else {
             (input, UnsubscribeProperties::default())
         };
-        let mut filters = Vec::new();
-        while !input.is_empty() {
-            let (rest, filter) = parse_filter(input, cx)?;
-            filters.push(filter);
-            input = rest;
-        }
-        if filters.is_empty() {
-            return fail(Error::NoTopicFilters {
-                packet: PacketType::Unsubscribe,
-            });
-        }
+        let (input, filters) = parse_entries(input, cx, |input| parse_filter(input, cx))?;
         Ok((
             input,
             Self {
@@ -74,19 +64,14 @@ impl Unsubscribe {
     }
 
     pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, Error> {
-        if self.filters.is_empty() {
-            return Err(Error::NoTopicFilters {
-                packet: PacketType::Unsubscribe,
-            });
-        }
+        check_entries(self.filters.len(), PacketType::Unsubscribe)?;
         let mut len = 2 + self
             .filters
             .iter()
-            .map(|f| 2 + f.as_str().len())
-            .sum::<usize>();
+            .fold(0usize, |len, f| len.saturating_add(2 + f.as_str().len()));
         if version.is_v5() {
             self.properties.check()?;
-            len += self.properties.wire_len();
+            len = len.saturating_add(self.properties.wire_len());
         }
         Ok(len)
     }

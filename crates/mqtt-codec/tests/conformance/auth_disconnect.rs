@@ -6,6 +6,8 @@ use mqtt_codec::{
     ProtocolVersion, ReasonCode, Secret,
 };
 
+use bytes::BytesMut;
+
 use crate::helpers::{V3, V5, decode_err, decode_ok, s, up, wire};
 
 /// MQTT 3.1.1 sections 3.12, 3.13 / MQTT 5.0 sections 3.12, 3.13 (all versions): PINGREQ and
@@ -24,7 +26,7 @@ fn v311_3_14_disconnect_decodes() {
     for version in V3 {
         assert_eq!(
             decode_ok(version, &[0xE0, 0x00]),
-            Packet::Disconnect(Disconnect::new(ReasonCode::Success))
+            Packet::from(Disconnect::new(ReasonCode::Success))
         );
     }
 }
@@ -33,17 +35,17 @@ fn v311_3_14_disconnect_decodes() {
 /// (Remaining Length 0: normal disconnection) and the property length (Remaining Length 1).
 #[test]
 fn v5_3_14_2_disconnect_short_forms_decode() {
-    let normal = Packet::Disconnect(Disconnect::new(ReasonCode::NORMAL_DISCONNECTION));
+    let normal = Packet::from(Disconnect::new(ReasonCode::NORMAL_DISCONNECTION));
     assert_eq!(decode_ok(V5, &[0xE0, 0x00]), normal);
     assert_eq!(decode_ok(V5, &[0xE0, 0x01, 0x00]), normal); // reason code 0, no properties
     assert_eq!(decode_ok(V5, &[0xE0, 0x02, 0x00, 0x00]), normal); // ... property length 0
     assert_eq!(
         decode_ok(V5, &[0xE0, 0x01, 0x04]), // Disconnect with Will Message
-        Packet::Disconnect(Disconnect::new(ReasonCode::DisconnectWithWillMessage))
+        Packet::from(Disconnect::new(ReasonCode::DisconnectWithWillMessage))
     );
     assert_eq!(
         decode_ok(V5, &[0xE0, 0x02, 0x8E, 0x00]), // Session taken over, property length 0
-        Packet::Disconnect(Disconnect::new(ReasonCode::SessionTakenOver))
+        Packet::from(Disconnect::new(ReasonCode::SessionTakenOver))
     );
 }
 
@@ -68,7 +70,7 @@ fn v5_3_14_2_2_every_disconnect_property_decodes() {
             server_reference: Some(s("s2")),
         },
     };
-    assert_eq!(decode_ok(V5, &bytes), Packet::Disconnect(expected));
+    assert_eq!(decode_ok(V5, &bytes), Packet::from(expected));
 }
 
 /// MQTT-3.14.2-1 (5.0): every reason code of Table 3-10 decodes (and 0x8C, listed for
@@ -110,12 +112,32 @@ fn mqtt_3_14_2_1_v5_disconnect_reason_code_not_allowed_is_rejected() {
 fn v5_3_15_2_1_auth_with_remaining_length_0_is_success() {
     assert_eq!(
         decode_ok(V5, &[0xF0, 0x00]),
-        Packet::Auth(Auth::new(ReasonCode::Success))
+        Packet::from(Auth::new(ReasonCode::Success))
     );
-    assert_eq!(
-        decode_ok(V5, &[0xF0, 0x02, 0x19, 0x00]), // Re-authenticate, property length 0
-        Packet::Auth(Auth::new(ReasonCode::ReAuthenticate))
-    );
+}
+
+/// MQTT 5.0 section 3.15.2.2.2: "It is a Protocol Error to omit the Authentication Method"
+/// from an AUTH that is not the Remaining Length 0 short form.
+#[test]
+fn v5_3_15_2_2_2_auth_without_method_is_protocol_error() {
+    for bytes in [
+        &[0xF0, 0x02, 0x19, 0x00][..], // Re-authenticate, no properties
+        &[0xF0, 0x05, 0x18, 0x03, 0x16, 0x00, 0x00][..], // data, but no method
+    ] {
+        decode_err(
+            V5,
+            bytes,
+            |e| matches!(e, Error::AuthWithoutMethod),
+            None,
+            0x82,
+        );
+    }
+    let mut buf = BytesMut::new();
+    assert!(matches!(
+        Packet::from(Auth::new(ReasonCode::ReAuthenticate)).encode(V5, 1024, &mut buf),
+        Err(Error::AuthWithoutMethod)
+    ));
+    assert!(buf.is_empty());
 }
 
 /// MQTT 5.0 section 3.15.2.2: every AUTH property.
@@ -139,7 +161,7 @@ fn v5_3_15_2_2_every_auth_property_decodes() {
             user_properties: vec![up("k", "v")],
         },
     };
-    assert_eq!(decode_ok(V5, &bytes), Packet::Auth(expected));
+    assert_eq!(decode_ok(V5, &bytes), Packet::from(expected));
 }
 
 /// MQTT-3.15.2-1 (5.0): AUTH carries only 0x00, 0x18 or 0x19.

@@ -591,7 +591,7 @@ fn v5_3_1_2_11_10_auth_data_without_auth_method_is_protocol_error() {
 }
 
 /// MQTT-3.3.2-2 / MQTT-4.7.1-1 (3.1.1, 5.0; also 3.1): the will topic is a topic name, so it
-/// has no wildcards (answered with 0x90, Topic Name invalid).
+/// has no wildcards (a Malformed Packet, 0x81: 0x90 is for correctly formed names the server refuses).
 #[test]
 fn mqtt_3_3_2_2_will_topic_with_wildcard_is_rejected() {
     for will_topic in ["a/+", "#", "a/#", "+"] {
@@ -645,8 +645,8 @@ fn mqtt_3_3_2_2_will_topic_with_wildcard_is_rejected() {
                 }
             )
         };
-        decode_err(V311, &v311, wildcard, Some("MQTT-3.3.2-2"), 0x90);
-        decode_err(V5, &v5, wildcard, Some("MQTT-3.3.2-2"), 0x90);
+        decode_err(V311, &v311, wildcard, Some("MQTT-4.7.1-1"), 0x81);
+        decode_err(V5, &v5, wildcard, Some("MQTT-4.7.0-1"), 0x81);
     }
 }
 
@@ -723,4 +723,48 @@ fn mqtt_3_1_2_9_will_flag_without_will_fields_is_malformed() {
         None,
         0x81,
     );
+}
+
+/// MQTT-3.1.2-13 (3.1.1) / MQTT-3.1.2-11 (5.0): will QoS bits set without the will flag break
+/// the "will flag 0 means will QoS 0" rule first, even when the bits say QoS 3.
+#[test]
+fn mqtt_3_1_2_13_will_qos_3_without_will_flag_names_the_will_flag_rule() {
+    for (version, statement) in [(V311, "MQTT-3.1.2-13"), (V5, "MQTT-3.1.2-11")] {
+        let bytes = connect_with_flags(version, 0x1A); // will QoS 3, will flag 0, clean
+        decode_err(
+            version,
+            &bytes,
+            |e| matches!(e, Error::WillQoSWithoutWill),
+            Some(statement),
+            0x81,
+        );
+    }
+}
+
+/// MQTT-3.1.4-1 (5.0): a server refuses an invalid CONNECT, and may say why with a CONNACK;
+/// that CONNACK must be in the client's version, so a server decoder adopts the version of a
+/// CONNECT that fails to decode past its protocol name and level.
+#[test]
+fn mqtt_3_1_4_1_failed_connect_still_sets_the_version() {
+    // MQTT 5.0 CONNECT with Receive Maximum 0 (a Protocol Error).
+    let bytes = wire![
+        0x10, 0x10, // CONNECT, remaining length 16
+        0x00, 0x04, "MQTT", 0x05, // protocol name, level 5
+        0x02, 0x00, 0x3C, // clean start, keep alive 60
+        0x03, 0x21, 0x00, 0x00, // property length 3: Receive Maximum 0
+        0x00, 0x01, "c", // client id "c"
+    ];
+    let mut decoder = Decoder::server();
+    let mut buf = bytes::BytesMut::from(&bytes[..]);
+    let err = decoder.decode(&mut buf).unwrap_err();
+    assert!(matches!(err, Error::InvalidPropertyValue { .. }), "{err:?}");
+    assert_eq!(decoder.version(), Some(ProtocolVersion::V5));
+    // An unknown level leaves it unset: the answer is a 3.1.1 CONNACK 0x01.
+    let mut decoder = Decoder::server();
+    let mut buf = bytes::BytesMut::from(&wire![0x10, 0x07, 0x00, 0x04, "MQTT", 0x06][..]);
+    assert!(matches!(
+        decoder.decode(&mut buf),
+        Err(Error::UnsupportedProtocolVersion { level: 6 })
+    ));
+    assert_eq!(decoder.version(), None);
 }

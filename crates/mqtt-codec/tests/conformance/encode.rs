@@ -357,13 +357,13 @@ fn v5_3_14_2_v5_3_15_2_encode_ping_disconnect_auth_short_forms() {
         assert_round_trip(version, &Packet::PingResp, &[0xD0, 0x00]);
         assert_round_trip(
             version,
-            &Packet::Disconnect(Disconnect::new(ReasonCode::Success)),
+            &Packet::from(Disconnect::new(ReasonCode::Success)),
             &[0xE0, 0x00],
         );
     }
-    let will = Packet::Disconnect(Disconnect::new(ReasonCode::DisconnectWithWillMessage));
+    let will = Packet::from(Disconnect::new(ReasonCode::DisconnectWithWillMessage));
     assert_round_trip(V5, &will, &[0xE0, 0x01, 0x04]);
-    let expiry = Packet::Disconnect(Disconnect {
+    let expiry = Packet::from(Disconnect {
         reason_code: ReasonCode::Success,
         properties: DisconnectProperties {
             session_expiry_interval: Some(60),
@@ -379,15 +379,10 @@ fn v5_3_14_2_v5_3_15_2_encode_ping_disconnect_auth_short_forms() {
 
     assert_round_trip(
         V5,
-        &Packet::Auth(Auth::new(ReasonCode::Success)),
+        &Packet::from(Auth::new(ReasonCode::Success)),
         &[0xF0, 0x00],
     );
-    assert_round_trip(
-        V5,
-        &Packet::Auth(Auth::new(ReasonCode::ContinueAuthentication)),
-        &[0xF0, 0x02, 0x18, 0x00], // reason code, property length 0
-    );
-    let method = Packet::Auth(Auth {
+    let method = Packet::from(Auth {
         reason_code: ReasonCode::ReAuthenticate,
         properties: AuthProperties {
             authentication_method: Some(s("M")),
@@ -415,7 +410,7 @@ fn v311_encode_for_v3_drops_v5_only_fields() {
         reason_code: ReasonCode::NoMatchingSubscribers,
         properties: with_props.clone(),
     });
-    let disconnect = Packet::Disconnect(Disconnect {
+    let disconnect = Packet::from(Disconnect {
         reason_code: ReasonCode::SessionTakenOver,
         properties: DisconnectProperties {
             reason_string: Some(s("bye")),
@@ -607,7 +602,7 @@ fn v5_1_5_6_encode_binary_data_over_65535_bytes_fails_with_field_too_long() {
         ..Connect::new(V311, s("c"))
     }));
     assert_encode_fails(V311, &password, u32::MAX, too_long);
-    let auth_data = Packet::Auth(Auth {
+    let auth_data = Packet::from(Auth {
         reason_code: ReasonCode::ContinueAuthentication,
         properties: AuthProperties {
             authentication_method: Some(s("M")),
@@ -624,7 +619,7 @@ fn v5_1_5_6_encode_binary_data_over_65535_bytes_fails_with_field_too_long() {
 /// `NotInVersion` and writes nothing.
 #[test]
 fn v311_2_2_1_encode_auth_before_v5_fails_with_not_in_version() {
-    let auth = Packet::Auth(Auth::new(ReasonCode::Success));
+    let auth = Packet::from(Auth::new(ReasonCode::Success));
     for version in V3 {
         let err = assert_encode_fails(
             version,
@@ -766,4 +761,28 @@ fn v5_encoder_refuses_packets_that_break_single_packet_rules() {
             }
         )
     });
+}
+
+/// The encoder only sends what the standard allows, in every version: a reason code CONNACK
+/// does not have is refused for 3.x as for 5.0 (not mapped to "server unavailable"), and 0x8C,
+/// which we accept in a DISCONNECT (Table 2-6), is never sent in one (Table 3-10).
+#[test]
+fn encoder_refuses_reason_codes_the_packet_cannot_carry() {
+    let mut buf = BytesMut::new();
+    let connack = Packet::from(ConnAck::new(ReasonCode::GrantedQoS1));
+    for version in ProtocolVersion::ALL {
+        assert!(matches!(
+            connack.encode(version, 1024, &mut buf),
+            Err(Error::InvalidReasonCode {
+                packet: PacketType::ConnAck,
+                code: 0x01
+            })
+        ));
+    }
+    let disconnect = Packet::from(Disconnect::new(ReasonCode::BadAuthenticationMethod));
+    assert!(matches!(
+        disconnect.encode(ProtocolVersion::V5, 1024, &mut buf),
+        Err(Error::InvalidReasonCode { .. })
+    ));
+    assert!(buf.is_empty());
 }

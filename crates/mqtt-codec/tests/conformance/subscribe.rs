@@ -557,7 +557,7 @@ const INVALID_FILTERS: [(&str, char); 9] = [
 
 /// MQTT-4.7.1-2 / MQTT-4.7.1-3 (3.1.1; also 3.1) and MQTT-4.7.1-1 / MQTT-4.7.1-2 (5.0): `#` is
 /// alone or after `/`, and last; `+` takes a whole level. Invalid filters in SUBSCRIBE and
-/// UNSUBSCRIBE are refused (0x8F, Topic Filter invalid).
+/// UNSUBSCRIBE are refused (a Malformed Packet, 0x81: 0x8F is for correctly formed filters the server refuses).
 #[test]
 fn mqtt_4_7_1_2_mqtt_4_7_1_3_invalid_wildcards_in_topic_filters_are_rejected() {
     for version in ProtocolVersion::ALL {
@@ -580,14 +580,14 @@ fn mqtt_4_7_1_2_mqtt_4_7_1_3_invalid_wildcards_in_topic_filters_are_rejected() {
                 &subscribe_one(version, text, 0x00),
                 invalid,
                 Some(statement),
-                0x8F,
+                0x81,
             );
             decode_err(
                 version,
                 &unsubscribe_one(version, text),
                 invalid,
                 Some(statement),
-                0x8F,
+                0x81,
             );
         }
     }
@@ -610,14 +610,14 @@ fn mqtt_4_7_3_1_empty_topic_filter_is_rejected() {
             &subscribe_one(version, "", 0x00),
             empty,
             Some("MQTT-4.7.3-1"),
-            0x8F,
+            0x81,
         );
         decode_err(
             version,
             &unsubscribe_one(version, ""),
             empty,
             Some("MQTT-4.7.3-1"),
-            0x8F,
+            0x81,
         );
     }
 }
@@ -666,7 +666,7 @@ fn share_name_errors() -> [(&'static str, &'static str); 5] {
 
 /// MQTT-4.8.2-1, MQTT-4.8.2-2 (5.0): a shared subscription is `$share/{ShareName}/{filter}`
 /// with a non-empty share name free of `/`, `+` and `#`, and a non-empty valid filter; anything
-/// else is refused (0x8F).
+/// else is refused (0x81).
 #[test]
 fn mqtt_4_8_2_1_mqtt_4_8_2_2_v5_invalid_shared_subscriptions_are_rejected() {
     for (text, _) in share_name_errors() {
@@ -678,8 +678,8 @@ fn mqtt_4_8_2_1_mqtt_4_8_2_2_v5_invalid_shared_subscriptions_are_rejected() {
                 }
             )
         };
-        decode_err_any_statement(V5, &subscribe_one(V5, text, 0x00), share_name, 0x8F);
-        decode_err_any_statement(V5, &unsubscribe_one(V5, text), share_name, 0x8F);
+        decode_err_any_statement(V5, &subscribe_one(V5, text, 0x00), share_name, 0x81);
+        decode_err_any_statement(V5, &unsubscribe_one(V5, text), share_name, 0x81);
     }
     let empty_filter = |e: &Error| {
         matches!(
@@ -694,7 +694,7 @@ fn mqtt_4_8_2_1_mqtt_4_8_2_2_v5_invalid_shared_subscriptions_are_rejected() {
         &subscribe_one(V5, "$share/g/", 0x00),
         empty_filter,
         Some("MQTT-4.7.3-1"),
-        0x8F,
+        0x81,
     );
     let wildcard = |e: &Error| {
         matches!(
@@ -709,7 +709,7 @@ fn mqtt_4_8_2_1_mqtt_4_8_2_2_v5_invalid_shared_subscriptions_are_rejected() {
         &subscribe_one(V5, "$share/g/a#", 0x00),
         wildcard,
         Some("MQTT-4.7.1-1"),
-        0x8F,
+        0x81,
     );
 }
 
@@ -722,30 +722,101 @@ fn mqtt_4_8_2_1_mqtt_4_8_2_2_v5_share_name_errors_name_their_statements() {
             &subscribe_one(V5, text, 0x00),
             |e| matches!(e, Error::InvalidTopicFilter { .. }),
             Some(statement),
-            0x8F,
+            0x81,
         );
     }
 }
 
 /// Deliberate (docs/adr/0001-codec-packet-model.md): 3.1.1 has no shared subscriptions, but
-/// like the brokers our users come from we treat `$share/{ShareName}/{filter}` as one in every
-/// version, so a 3.1.1 client can join a shared group. The share-name rules of MQTT 5.0 section
-/// 4.8.2 then apply to it too: these filters, valid as plain 3.1.1 filters, are refused.
+/// like the brokers our users come from we let 3.1.1 clients join shared groups with a valid
+/// `$share/{ShareName}/{filter}`. Anything else starting with `$share/` stays what 3.1.1 says
+/// it is, a plain filter (MQTT-4.7.1-2, MQTT-4.7.1-3, MQTT-4.7.3-1 are all it must meet).
 #[test]
-fn adr_0001_v311_share_prefix_follows_the_shared_subscription_rules() {
-    for (text, _) in share_name_errors() {
-        for bytes in [subscribe_one(V311, text, 0x00), unsubscribe_one(V311, text)] {
-            decode_err_any_statement(
-                V311,
-                &bytes,
-                |e| matches!(e, Error::InvalidTopicFilter { .. }),
-                0x8F,
-            );
-        }
+fn adr_0001_v311_share_prefix_is_shared_only_when_well_formed() {
+    for text in [
+        "$share//a",
+        "$share/g",
+        "$share/",
+        "$share/#",
+        "$share/+/x",
+        "$share/g/",
+    ] {
+        let Packet::Subscribe(sub) = decode_ok(V311, &subscribe_one(V311, text, 0x00)) else {
+            panic!("not a SUBSCRIBE");
+        };
+        let filter = &sub.subscriptions[0].filter;
+        assert_eq!(filter.as_str(), text);
+        assert!(!filter.is_shared(), "{text} is a plain filter in 3.1.1");
+        assert!(matches!(
+            decode_ok(V311, &unsubscribe_one(V311, text)),
+            Packet::Unsubscribe(_)
+        ));
     }
+    // Invalid as a plain filter too: refused.
+    decode_err(
+        V311,
+        &subscribe_one(V311, "$share/a+/x", 0x00),
+        |e| matches!(e, Error::InvalidTopicFilter { .. }),
+        Some("MQTT-4.7.1-3"),
+        0x81,
+    );
     // A valid shared subscription decodes as one.
     let Packet::Subscribe(sub) = decode_ok(V311, &subscribe_one(V311, "$share/g/a/+", 0x01)) else {
         panic!("not a SUBSCRIBE");
     };
     assert_eq!(sub.subscriptions[0].filter.share_name(), Some("g"));
+}
+
+/// MQTT-3.9.3-2, MQTT-3.11.3-2 (5.0): SUBACK and UNSUBACK carry one reason code per filter of
+/// the request, which has at least one, so an acknowledgement without codes is a Protocol
+/// Error; 3.x SUBACK likewise (3.x UNSUBACK has no payload).
+#[test]
+fn mqtt_3_9_3_2_mqtt_3_11_3_2_acknowledgement_without_reason_codes_is_refused() {
+    for version in [V311, V5] {
+        let suback = if version.is_v5() {
+            wire![0x90, 0x03, 0x00, 0x01, 0x00] // packet id 1, property length 0
+        } else {
+            wire![0x90, 0x02, 0x00, 0x01] // packet id 1
+        };
+        decode_err_any_statement(
+            version,
+            &suback,
+            |e| {
+                matches!(
+                    e,
+                    Error::NoReasonCodes {
+                        packet: PacketType::SubAck
+                    }
+                )
+            },
+            0x82,
+        );
+    }
+    decode_err(
+        V5,
+        &wire![0xB0, 0x03, 0x00, 0x01, 0x00],
+        |e| {
+            matches!(
+                e,
+                Error::NoReasonCodes {
+                    packet: PacketType::UnsubAck
+                }
+            )
+        },
+        Some("MQTT-3.11.3-2"),
+        0x82,
+    );
+    let mut buf = bytes::BytesMut::new();
+    let empty = Packet::SubAck(SubAck::new(pid(1), Vec::new()));
+    assert!(matches!(
+        empty.encode(ProtocolVersion::V3_1_1, 1024, &mut buf),
+        Err(Error::NoReasonCodes { .. })
+    ));
+    // A code SUBACK does not have is refused in 3.x too, rather than quietly sent as 0x80.
+    let wrong = Packet::SubAck(SubAck::new(pid(1), vec![ReasonCode::NoMatchingSubscribers]));
+    assert!(matches!(
+        wrong.encode(ProtocolVersion::V3_1_1, 1024, &mut buf),
+        Err(Error::InvalidReasonCode { .. })
+    ));
+    assert!(buf.is_empty());
 }
