@@ -18,7 +18,8 @@ pub const MIN_READ_BUFFER: usize = 8 * 1024;
 /// with doubling, that copying adds up to at most the frame's size.)
 fn make_room(buf: &mut BytesMut, frame_len: usize) {
     let want = frame_len.min(buf.len().saturating_mul(2).max(MIN_READ_BUFFER));
-    if buf.capacity() >= want {
+    // Reuse the allocation the frames were split from when nothing else holds it any more.
+    if buf.capacity() >= want || buf.try_reclaim(want - buf.len()) {
         return;
     }
     let mut grown = BytesMut::with_capacity(want);
@@ -112,15 +113,16 @@ impl Decoder {
 
     /// Takes the next complete packet off the front of `buf`.
     ///
-    /// When it returns `Ok(None)`, `buf` has spare capacity for the next read: the caller can
-    /// read into it without reserving anything itself.
+    /// When it returns `Ok(None)` with part of a frame buffered, `buf` has spare capacity for
+    /// more of that frame, sized as described on [`Decoder`]. With less than a fixed header
+    /// buffered it reserves nothing: how much an idle connection holds is the caller's choice.
     ///
     /// # Errors
     /// Any violation of the standard in the bytes; see [`Error`].
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, Error> {
         let Some(header) = FixedHeader::parse(buf)? else {
-            let limit = usize::try_from(self.max_packet_size).unwrap_or(usize::MAX);
-            make_room(buf, MIN_READ_BUFFER.min(limit));
+            // No frame started: how much to read next (and whether an idle connection holds a
+            // buffer at all) is the caller's decision.
             return Ok(None);
         };
         let packet_type = header.check(self.version)?;

@@ -276,6 +276,19 @@ impl fmt::Display for Statement {
 }
 
 impl Error {
+    /// Sorts a topic-filter validation failure: string rules, or topic-filter rules.
+    pub(crate) fn topic_filter(source: mqtt_topic::Error) -> Self {
+        match source {
+            mqtt_topic::Error::TooLong { .. }
+            | mqtt_topic::Error::InvalidUtf8 { .. }
+            | mqtt_topic::Error::NullCharacter { .. } => Self::InvalidString {
+                field: "topic filter",
+                source,
+            },
+            _ => Self::InvalidTopicFilter { source },
+        }
+    }
+
     /// Sorts a topic-name validation failure: string rules, or topic-name rules.
     pub(crate) fn topic_name(field: &'static str, source: mqtt_topic::Error) -> Self {
         match source {

@@ -29,10 +29,22 @@ impl TopicFilter {
     /// # Errors
     /// The [`MqttString`] errors, [`Error::Empty`], [`Error::InvalidWildcard`],
     /// [`Error::EmptyShareName`], [`Error::InvalidShareName`] or [`Error::EmptySharedFilter`].
+    #[inline]
     pub fn from_bytes(bytes: Bytes) -> Result<Self, Error> {
+        if is_plain_ascii_filter(&bytes) {
+            return Ok(Self::plain(bytes));
+        }
         let text = MqttString::from_bytes(bytes)?;
         let filter_start = validate(text.as_str())?;
         Ok(Self { text, filter_start })
+    }
+
+    /// A filter that passed [`is_plain_ascii_filter`].
+    fn plain(bytes: Bytes) -> Self {
+        Self {
+            text: MqttString::from_checked(bytes),
+            filter_start: 0,
+        }
     }
 
     /// As [`TopicFilter::from_bytes`], for MQTT 3.x, which gives `$share` no meaning: a filter
@@ -42,7 +54,11 @@ impl TopicFilter {
     ///
     /// # Errors
     /// As [`TopicFilter::from_bytes`], for filters that are not valid plain filters either.
+    #[inline]
     pub fn from_bytes_v3(bytes: Bytes) -> Result<Self, Error> {
+        if is_plain_ascii_filter(&bytes) {
+            return Ok(Self::plain(bytes));
+        }
         Self::from_mqtt_string_v3(MqttString::from_bytes(bytes)?)
     }
 
@@ -118,6 +134,32 @@ impl TopicFilter {
     }
 }
 
+/// The common case settled in one pass over the bytes: a valid filter that is plain ASCII
+/// (no NUL), not a shared subscription, with every wildcard in its place. `false` sends the
+/// caller to the exact (and slower) checks, which also name what is wrong.
+#[inline]
+fn is_plain_ascii_filter(bytes: &[u8]) -> bool {
+    if bytes.is_empty() || bytes.len() > MqttString::MAX_LEN || bytes.starts_with(b"$share/") {
+        return false;
+    }
+    let mut previous = b'/';
+    for (i, &b) in bytes.iter().enumerate() {
+        // b - 1 >= 0x7F exactly when b is 0 or not ASCII.
+        if b.wrapping_sub(1) >= 0x7F {
+            return false;
+        }
+        if b == b'+' || b == b'#' {
+            let next = bytes.get(i + 1);
+            let fills_level = previous == b'/' && matches!(next, None | Some(b'/'));
+            if !fills_level || (b == b'#' && next.is_some()) {
+                return false;
+            }
+        }
+        previous = b;
+    }
+    true
+}
+
 /// Checks the filter rules and returns where the filter proper starts.
 fn validate(text: &str) -> Result<u16, Error> {
     let Some(rest) = text.strip_prefix(SHARE_PREFIX) else {
@@ -145,26 +187,21 @@ fn validate_plain(filter: &str, base: usize) -> Result<(), Error> {
     if filter.is_empty() {
         return Err(Error::Empty);
     }
-    let mut offset = base;
-    let mut levels = filter.split('/').peekable();
-    while let Some(level) = levels.next() {
-        let is_last = levels.peek().is_none();
-        let ok = match level {
-            "+" => true,
-            "#" => is_last,
-            _ => !level.contains(['+', '#']),
-        };
-        if !ok {
-            let (at, wildcard) = level
-                .char_indices()
-                .find(|&(_, c)| c == '+' || c == '#')
-                .unwrap_or((0, '#'));
+    // One pass over the bytes: a wildcard must fill its level, and `#` must be the last one.
+    let bytes = filter.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if b != b'+' && b != b'#' {
+            continue;
+        }
+        let starts_level = i == 0 || bytes.get(i - 1) == Some(&b'/');
+        let ends_level = matches!(bytes.get(i + 1), None | Some(b'/'));
+        let last = i + 1 == bytes.len();
+        if !(starts_level && ends_level && (b == b'+' || last)) {
             return Err(Error::InvalidWildcard {
-                offset: offset + at,
-                wildcard,
+                offset: base + i,
+                wildcard: char::from(b),
             });
         }
-        offset += level.len() + 1;
     }
     Ok(())
 }
@@ -365,6 +402,21 @@ mod tests {
             Err(Error::InvalidWildcard { .. })
         ));
         assert!(TopicFilter::try_from("$share/#").is_err());
+    }
+
+    proptest::proptest! {
+        /// The one-pass fast path only ever accepts what the full checks accept, as a plain
+        /// (not shared) filter.
+        #[test]
+        fn fast_path_agrees_with_the_full_checks(text in "(\\$share/)?[ab/+#\u{0}é]{0,10}") {
+            let bytes = Bytes::from(text);
+            let full = MqttString::from_bytes(bytes.clone()).and_then(|t| validate(t.as_str()));
+            if is_plain_ascii_filter(&bytes) {
+                proptest::prop_assert_eq!(full, Ok(0));
+            }
+            let fast = TopicFilter::from_bytes(bytes);
+            proptest::prop_assert_eq!(fast.as_ref().map(|f| f.filter_start).ok(), full.ok());
+        }
     }
 
     #[test]

@@ -95,16 +95,16 @@ impl SubscriptionOptions {
 
 /// Reads one topic filter of a SUBSCRIBE or UNSUBSCRIBE.
 pub(crate) fn parse_filter<'a>(input: &'a [u8], cx: &Cx<'_>) -> PResult<'a, TopicFilter> {
-    let (input, text) = cx.string(input, "topic filter")?;
+    let (input, bytes) = cx.binary(input)?;
     let filter = if cx.version.is_v5() {
-        TopicFilter::try_from(text)
+        TopicFilter::from_bytes(bytes)
     } else {
-        // 3.x gives `$share` no meaning: see `TopicFilter::from_mqtt_string_v3`.
-        TopicFilter::from_mqtt_string_v3(text)
+        // 3.x gives `$share` no meaning: see `TopicFilter::from_bytes_v3`.
+        TopicFilter::from_bytes_v3(bytes)
     };
     match filter {
         Ok(filter) => Ok((input, filter)),
-        Err(source) => fail(Error::InvalidTopicFilter { source }),
+        Err(source) => fail(Error::topic_filter(source)),
     }
 }
 
@@ -128,7 +128,7 @@ impl Subscribe {
         } else {
             (input, SubscribeProperties::default())
         };
-        let (input, subscriptions) = parse_entries(input, cx, |input| {
+        let (input, subscriptions) = parse_entries(input, cx, 1, |input| {
             let (rest, filter) = parse_filter(input, cx)?;
             let (rest, byte) = u8(rest)?;
             let options = match SubscriptionOptions::parse(byte, cx.version) {
@@ -231,12 +231,16 @@ impl SubAck {
 
 /// Reads the payload of SUBSCRIBE or UNSUBSCRIBE: entries up to the end of the packet, at least
 /// one [MQTT-3.8.3-3 (3.1.1), MQTT-3.8.3-2 (5.0), MQTT-3.10.3-2].
+///
+/// Each entry is a string followed by `extra` bytes; they are counted first (a cheap hop from
+/// length to length) so that the vector is allocated once, at its size.
 pub(crate) fn parse_entries<'a, T>(
     mut input: &'a [u8],
     cx: &Cx<'_>,
+    extra: usize,
     mut entry: impl FnMut(&'a [u8]) -> PResult<'a, T>,
 ) -> PResult<'a, Vec<T>> {
-    let mut entries = Vec::new();
+    let mut entries = Vec::with_capacity(count_entries(input, extra));
     while !input.is_empty() {
         let (rest, value) = entry(input)?;
         entries.push(value);
@@ -246,6 +250,18 @@ pub(crate) fn parse_entries<'a, T>(
         Ok(()) => Ok((input, entries)),
         Err(e) => fail(e),
     }
+}
+
+/// How many "string then `extra` bytes" entries `input` holds (an estimate if it is malformed,
+/// never more than one per two bytes).
+fn count_entries(mut input: &[u8], extra: usize) -> usize {
+    let mut count = 0;
+    while let [high, low, rest @ ..] = input {
+        count += 1;
+        let skip = usize::from(u16::from_be_bytes([*high, *low])) + extra;
+        input = rest.get(skip..).unwrap_or_default();
+    }
+    count
 }
 
 /// SUBSCRIBE and UNSUBSCRIBE need at least one topic filter.

@@ -52,7 +52,7 @@ impl Unsubscribe {
         } else {
             (input, UnsubscribeProperties::default())
         };
-        let (input, filters) = parse_entries(input, cx, |input| parse_filter(input, cx))?;
+        let (input, filters) = parse_entries(input, cx, 0, |input| parse_filter(input, cx))?;
         Ok((
             input,
             Self {
