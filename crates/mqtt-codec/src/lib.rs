@@ -83,13 +83,13 @@ pub use properties::{
     WillProperties,
 };
 pub use reason::ReasonCode;
-pub use types::{
-    PacketId, PacketType, PayloadFormat, ProtocolVersion, QoS, QosPid, RetainHandling, Secret,
-    SubscriptionId, SubscriptionOptions,
-};
+pub use types::{PacketId, PacketType, PayloadFormat, ProtocolVersion, QosPid, Secret};
 
 #[cfg(feature = "tokio-codec")]
 pub use codec::MqttCodec;
 
-/// The topic and string types the packets are made of, from the `mqtt-topic` crate.
-pub use mqtt_topic::{Error as TopicError, MqttString, TopicFilter, TopicName};
+/// The topic, string and subscription types the packets are made of, from `mqtt-topic`.
+pub use mqtt_topic::{
+    Error as TopicError, MqttString, QoS, RetainHandling, SubscriptionId, SubscriptionOptions,
+    TopicFilter, TopicName,
+};

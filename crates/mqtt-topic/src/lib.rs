@@ -44,8 +44,10 @@ mod error;
 mod filter;
 mod name;
 mod string;
+mod subscription;
 
 pub use error::Error;
 pub use filter::TopicFilter;
 pub use name::TopicName;
 pub use string::MqttString;
+pub use subscription::{QoS, RetainHandling, SubscriptionId, SubscriptionOptions};

@@ -55,42 +55,42 @@ mod option {
     pub(super) const RESERVED_V5: u8 = 0xC0;
 }
 
-impl SubscriptionOptions {
-    fn parse(byte: u8, version: ProtocolVersion) -> Result<Self, Error> {
-        let reserved = if version.is_v5() {
-            option::RESERVED_V5
-        } else {
-            option::RESERVED_V3
-        };
-        if byte & reserved != 0 {
-            return Err(Error::ReservedSubscriptionOptions { options: byte });
-        }
-        let qos = QoS::from_u8(byte & option::QOS).ok_or(Error::InvalidQoS {
-            packet: PacketType::Subscribe,
-        })?;
-        let retain_handling = RetainHandling::from_u8(byte >> option::RETAIN_HANDLING_SHIFT)
-            .ok_or(Error::InvalidRetainHandling)?;
-        Ok(Self {
-            qos,
-            no_local: byte & option::NO_LOCAL != 0,
-            retain_as_published: byte & option::RETAIN_AS_PUBLISHED != 0,
-            retain_handling,
-        })
+/// Reads a subscription options byte.
+fn parse_options(byte: u8, version: ProtocolVersion) -> Result<SubscriptionOptions, Error> {
+    let reserved = if version.is_v5() {
+        option::RESERVED_V5
+    } else {
+        option::RESERVED_V3
+    };
+    if byte & reserved != 0 {
+        return Err(Error::ReservedSubscriptionOptions { options: byte });
     }
+    let qos = QoS::from_u8(byte & option::QOS).ok_or(Error::InvalidQoS {
+        packet: PacketType::Subscribe,
+    })?;
+    let retain_handling = RetainHandling::from_u8(byte >> option::RETAIN_HANDLING_SHIFT)
+        .ok_or(Error::InvalidRetainHandling)?;
+    Ok(SubscriptionOptions {
+        qos,
+        no_local: byte & option::NO_LOCAL != 0,
+        retain_as_published: byte & option::RETAIN_AS_PUBLISHED != 0,
+        retain_handling,
+    })
+}
 
-    fn to_byte(self, version: ProtocolVersion) -> u8 {
-        let mut byte = self.qos as u8;
-        if version.is_v5() {
-            if self.no_local {
-                byte |= option::NO_LOCAL;
-            }
-            if self.retain_as_published {
-                byte |= option::RETAIN_AS_PUBLISHED;
-            }
-            byte |= (self.retain_handling as u8) << option::RETAIN_HANDLING_SHIFT;
+/// Writes a subscription options byte (only the QoS before 5.0).
+fn options_byte(options: SubscriptionOptions, version: ProtocolVersion) -> u8 {
+    let mut byte = options.qos as u8;
+    if version.is_v5() {
+        if options.no_local {
+            byte |= option::NO_LOCAL;
         }
-        byte
+        if options.retain_as_published {
+            byte |= option::RETAIN_AS_PUBLISHED;
+        }
+        byte |= (options.retain_handling as u8) << option::RETAIN_HANDLING_SHIFT;
     }
+    byte
 }
 
 /// Reads one topic filter of a SUBSCRIBE or UNSUBSCRIBE.
@@ -131,7 +131,7 @@ impl Subscribe {
         let (input, subscriptions) = parse_entries(input, cx, 1, |input| {
             let (rest, filter) = parse_filter(input, cx)?;
             let (rest, byte) = u8(rest)?;
-            let options = match SubscriptionOptions::parse(byte, cx.version) {
+            let options = match parse_options(byte, cx.version) {
                 Ok(options) => options,
                 Err(e) => return fail(e),
             };
@@ -173,7 +173,7 @@ impl Subscribe {
         }
         for s in &self.subscriptions {
             put_str(buf, s.filter.as_mqtt_str());
-            buf.put_u8(s.options.to_byte(version));
+            buf.put_u8(options_byte(s.options, version));
         }
     }
 }
