@@ -41,6 +41,14 @@ pub enum Error {
         /// Which one: `+` or `#`.
         wildcard: char,
     },
+    /// More levels than the configured maximum.
+    #[error("{levels} topic levels, more than the maximum of {max}")]
+    TooManyLevels {
+        /// How many levels the topic has.
+        levels: usize,
+        /// The maximum.
+        max: usize,
+    },
     /// `$share/` followed directly by `/` (or by nothing): the share name is empty.
     #[error("empty share name in a shared subscription")]
     EmptyShareName,

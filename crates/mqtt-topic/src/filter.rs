@@ -4,7 +4,8 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use crate::{Error, MqttString};
+use crate::name::check_levels;
+use crate::{Error, MqttString, TopicName};
 
 /// The prefix of a shared subscription (MQTT 5.0 section 4.8.2).
 const SHARE_PREFIX: &str = "$share/";
@@ -86,6 +87,15 @@ impl TopicFilter {
         Self::from_bytes(Bytes::from_static(text.as_bytes()))
     }
 
+    /// The same filter in a buffer of its own, so that keeping it does not keep alive the
+    /// (possibly much larger) packet it was decoded from.
+    pub fn copied(&self) -> Self {
+        Self {
+            text: MqttString::from_checked(Bytes::copy_from_slice(self.as_str().as_bytes())),
+            filter_start: self.filter_start,
+        }
+    }
+
     /// The whole text, including any `$share/{ShareName}/` prefix.
     pub fn as_str(&self) -> &str {
         self.text.as_str()
@@ -126,6 +136,19 @@ impl TopicFilter {
     /// Whether the filter (after any share prefix) contains `+` or `#`.
     pub fn has_wildcards(&self) -> bool {
         self.filter().bytes().any(|b| b == b'+' || b == b'#')
+    }
+
+    /// Whether this filter (without its share prefix) matches `topic`; see [`filter_matches`].
+    ///
+    /// [`filter_matches`]: crate::filter_matches
+    pub fn matches(&self, topic: &TopicName) -> bool {
+        crate::filter_matches(self.filter(), topic.as_str())
+    }
+
+    /// Fails with [`Error::TooManyLevels`] if the filter (without its share prefix) has more than
+    /// `max` levels: the broker's configurable limit on topic depth.
+    pub fn check_levels(&self, max: usize) -> Result<(), Error> {
+        check_levels(self.filter(), max)
     }
 
     /// The levels of [`TopicFilter::filter`], split at `/`.

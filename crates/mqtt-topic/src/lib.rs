@@ -42,12 +42,25 @@
 
 mod error;
 mod filter;
+#[cfg(fuzzing)]
+pub mod fuzzing;
+mod index;
+mod intern;
+mod matching;
+pub mod naive;
 mod name;
+mod retained;
 mod string;
 mod subscription;
 
 pub use error::Error;
 pub use filter::TopicFilter;
+pub use index::{
+    DefaultShareRng, Delivery, IndexStats, Publisher, SessionKey, ShareRng, ShareStrategy,
+    SubscriptionData, SubscriptionIds, SubscriptionIndex,
+};
+pub use matching::filter_matches;
 pub use name::TopicName;
+pub use retained::RetainedTree;
 pub use string::MqttString;
 pub use subscription::{QoS, RetainHandling, SubscriptionId, SubscriptionOptions};

@@ -60,6 +60,14 @@ impl TopicName {
         Self(MqttString::new())
     }
 
+    /// The same name in a buffer of its own, so that keeping it (as a retained message's topic,
+    /// say) does not keep alive the packet it was decoded from.
+    pub fn copied(&self) -> Self {
+        Self(MqttString::from_checked(Bytes::copy_from_slice(
+            self.as_str().as_bytes(),
+        )))
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         self.0.as_str()
@@ -80,10 +88,25 @@ impl TopicName {
         self.as_str().split('/')
     }
 
+    /// Fails with [`Error::TooManyLevels`] if the name has more than `max` levels: the broker's
+    /// configurable limit on topic depth.
+    pub fn check_levels(&self, max: usize) -> Result<(), Error> {
+        check_levels(self.as_str(), max)
+    }
+
     /// Whether the name starts with `$`, which wildcard-first filters never match.
     pub fn is_dollar(&self) -> bool {
         self.as_str().starts_with('$')
     }
+}
+
+/// Fails if `text` has more than `max` levels.
+pub(crate) fn check_levels(text: &str, max: usize) -> Result<(), Error> {
+    let levels = text.bytes().filter(|&b| b == b'/').count() + 1;
+    if levels > max {
+        return Err(Error::TooManyLevels { levels, max });
+    }
+    Ok(())
 }
 
 impl Deref for TopicName {
@@ -197,6 +220,19 @@ mod tests {
         );
         assert_eq!(name("/").unwrap().levels().count(), 2);
         assert_ne!(name("ACCOUNTS").unwrap(), name("Accounts").unwrap());
+    }
+
+    #[test]
+    fn level_limit() {
+        let name = TopicName::try_from("a/b/c").unwrap();
+        assert_eq!(name.check_levels(3), Ok(()));
+        assert_eq!(
+            name.check_levels(2),
+            Err(Error::TooManyLevels { levels: 3, max: 2 })
+        );
+        let filter = crate::TopicFilter::try_from("$share/g/a/+/#").unwrap();
+        assert_eq!(filter.check_levels(3), Ok(()));
+        assert!(filter.check_levels(2).is_err());
     }
 
     #[test]

@@ -1,0 +1,914 @@
+//! The subscription index: who receives a message published to a topic.
+//!
+//! # Structure
+//!
+//! A trie over topic levels, laid out in flat arenas so that a million subscriptions cost a
+//! handful of large allocations rather than millions of small ones:
+//!
+//! - `nodes`: one [`Node`] per distinct filter prefix. A node holds the subscriptions whose
+//!   filter ends there (`exact`), those whose filter continues with a final `#` (`multi`), the
+//!   shared groups of either kind, and the id of its `+` child.
+//! - `edges`: one hash map from (parent node, level) to child node for every literal level.
+//!   Levels are interned (`levels`, `level_names`), so a level text that recurs across the tree
+//!   (`temperature`, `status`) is stored once and an edge key is two integers.
+//! - `sessions`: per session, where each of its subscriptions sits (node, slot, position), so
+//!   that removing one subscription, or all of a session's, costs time proportional to what is
+//!   removed and never scans a node's subscriber list.
+//!
+//! Subscriber lists are unordered vectors with swap-remove; the session table is kept up to date
+//! with the one entry that moves. Nodes, levels and groups that become empty are freed at once,
+//! so memory follows the subscriptions present, not those that ever were.
+//!
+//! Matching walks the topic's levels from the root, following at each node the literal child,
+//! the `+` child and collecting the `#` subscriptions: its cost depends on the topic's depth and
+//! the number of matches, not on the number of subscriptions.
+
+use std::hash::{BuildHasher, Hash};
+use std::str::Split;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use hashbrown::DefaultHashBuilder;
+use hashbrown::HashMap;
+
+use crate::intern::{LevelId, Levels, NO_LEVEL, edge_key};
+use crate::{QoS, SubscriptionId, SubscriptionOptions, TopicFilter, TopicName};
+
+/// A node of the trie; `u32` keeps the arena and the edge keys compact.
+type NodeId = u32;
+/// A shared subscription group.
+type GroupId = u32;
+
+/// "No node" in `Node::plus` and `Node::parent`.
+const NONE: u32 = u32::MAX;
+/// The root node, created with the index and never freed.
+const ROOT: NodeId = 0;
+
+/// What the index keeps for one subscription: its options and its MQTT 5.0 subscription
+/// identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionData {
+    /// Maximum QoS, no local, retain as published, retain handling.
+    pub options: SubscriptionOptions,
+    /// The subscription identifier, if the SUBSCRIBE carried one.
+    pub identifier: Option<SubscriptionId>,
+}
+
+impl SubscriptionData {
+    /// A subscription at this maximum QoS, with default options and no identifier.
+    pub const fn new(qos: QoS) -> Self {
+        Self {
+            options: SubscriptionOptions::new(qos),
+            identifier: None,
+        }
+    }
+}
+
+/// The subscription identifiers of one delivery: usually none or one, kept inline; more only
+/// when several of a session's subscriptions match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscriptionIds {
+    first: Option<SubscriptionId>,
+    rest: Vec<SubscriptionId>,
+}
+
+impl SubscriptionIds {
+    fn push(&mut self, id: SubscriptionId) {
+        if self.first.is_none() {
+            self.first = Some(id);
+        } else {
+            self.rest.push(id);
+        }
+    }
+
+    /// The identifiers, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = SubscriptionId> + '_ {
+        self.first.into_iter().chain(self.rest.iter().copied())
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+}
+
+/// One delivery decided by matching: a session receives the message once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery<K> {
+    /// Who receives it.
+    pub session: K,
+    /// The highest maximum QoS among the session's matching subscriptions (the message is sent
+    /// at the lower of this and its own QoS).
+    pub qos: QoS,
+    /// Whether any matching subscription asked to keep the RETAIN flag as published.
+    pub retain_as_published: bool,
+    /// The identifiers of the matching subscriptions that have one.
+    pub identifiers: SubscriptionIds,
+    /// For a delivery chosen from a shared subscription group: that subscription's filter
+    /// (`$share/{ShareName}/{filter}`). Shared deliveries are never merged with others.
+    pub shared: Option<TopicFilter>,
+}
+
+impl<K> Delivery<K> {
+    pub(crate) fn new(session: K, data: &SubscriptionData) -> Self {
+        let mut identifiers = SubscriptionIds::default();
+        if let Some(id) = data.identifier {
+            identifiers.push(id);
+        }
+        Self {
+            session,
+            qos: data.options.qos,
+            retain_as_published: data.options.retain_as_published,
+            identifiers,
+            shared: None,
+        }
+    }
+
+    pub(crate) fn merge(&mut self, other: &Self) {
+        self.qos = self.qos.max(other.qos);
+        self.retain_as_published |= other.retain_as_published;
+        for id in other.identifiers.iter() {
+            self.identifiers.push(id);
+        }
+    }
+}
+
+/// The publisher of the message being matched: its session (so that its own No Local
+/// subscriptions are skipped [MQTT-3.8.3-3]) and its client identifier (for
+/// [`ShareStrategy::HashClientId`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Publisher<'a, K> {
+    /// The publishing session, if it has one in this index's key space.
+    pub session: Option<K>,
+    /// The publishing client's identifier.
+    pub client_id: &'a str,
+}
+
+/// How a shared subscription group picks the one member that receives a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ShareStrategy {
+    /// Each member in turn.
+    #[default]
+    RoundRobin,
+    /// A member drawn with the index's [`ShareRng`].
+    Random,
+    /// A member chosen by a hash of the publisher's client identifier, so that one publisher's
+    /// messages keep going to the same member while the group is unchanged.
+    HashClientId,
+}
+
+/// The source of randomness of [`ShareStrategy::Random`]; inject a deterministic one in tests.
+pub trait ShareRng: Send + Sync + std::fmt::Debug {
+    /// A uniformly distributed value.
+    fn next_u64(&self) -> u64;
+}
+
+/// The default [`ShareRng`]: xorshift64* over an atomic state, seeded from the process's
+/// random hasher state. Not for cryptography; enough to spread messages.
+#[derive(Debug)]
+pub struct DefaultShareRng(AtomicU64);
+
+impl Default for DefaultShareRng {
+    fn default() -> Self {
+        let seed = DefaultHashBuilder::default().hash_one(0x5EED_u64) | 1;
+        Self(AtomicU64::new(seed))
+    }
+}
+
+impl ShareRng for DefaultShareRng {
+    fn next_u64(&self) -> u64 {
+        let mut x = self.0.load(Ordering::Relaxed);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0.store(x, Ordering::Relaxed);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// Counts of a [`SubscriptionIndex`]'s internal structures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexStats {
+    /// Subscriptions stored.
+    pub subscriptions: usize,
+    /// Sessions with subscriptions (or marked unavailable).
+    pub sessions: usize,
+    /// Live trie nodes, the root included.
+    pub nodes: usize,
+    /// Literal edges between nodes.
+    pub edges: usize,
+    /// Distinct interned level texts.
+    pub levels: usize,
+    /// Shared subscription groups.
+    pub groups: usize,
+}
+
+/// The key a session is known by in the index: small, copyable, hashable and ordered (the
+/// broker uses a dense integer id).
+pub trait SessionKey: Copy + Eq + Hash + Ord + std::fmt::Debug {}
+
+impl<T: Copy + Eq + Hash + Ord + std::fmt::Debug> SessionKey for T {}
+
+/// One subscription in a node's list.
+#[derive(Debug, Clone, Copy)]
+struct Entry<K> {
+    session: K,
+    data: SubscriptionData,
+    /// For a shared group member: whether it may be chosen (the broker marks members whose
+    /// client is offline unavailable). Always true elsewhere.
+    available: bool,
+}
+
+/// Which list of a node a subscription is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// The filter ends at the node.
+    Exact,
+    /// The filter ends with `#` just below the node.
+    Multi,
+    /// A member of a shared group (which knows whether it is exact or multi).
+    Group(GroupId),
+}
+
+/// Where one of a session's subscriptions is.
+#[derive(Debug, Clone, Copy)]
+struct SubRef {
+    node: NodeId,
+    slot: Slot,
+    pos: u32,
+}
+
+#[derive(Debug, Default)]
+struct SessionEntry {
+    subs: Vec<SubRef>,
+    available: bool,
+}
+
+#[derive(Debug)]
+struct Node<K> {
+    exact: Vec<Entry<K>>,
+    /// The rarer parts, allocated only when used.
+    extra: Option<Box<NodeExtra<K>>>,
+    plus: NodeId,
+    parent: NodeId,
+    /// The level leading here from the parent; [`NO_LEVEL`] for the root and `+` children.
+    level: LevelId,
+    /// Literal children (edges from this node).
+    children: u32,
+}
+
+#[derive(Debug)]
+struct NodeExtra<K> {
+    multi: Vec<Entry<K>>,
+    groups: Vec<GroupId>,
+}
+
+#[derive(Debug)]
+struct Group<K> {
+    share_name: Box<str>,
+    multi: bool,
+    /// The whole `$share/{ShareName}/{filter}`, owned (not a slice of a received packet).
+    filter: TopicFilter,
+    members: Vec<Entry<K>>,
+    next: AtomicUsize,
+}
+
+/// A subscription index for one broker: insert, replace and remove subscriptions, and find who
+/// receives a message. See the [module documentation](self) for the structure.
+///
+/// It is `Sync`: any number of threads can match at once through `&self` (round-robin counters
+/// and the random source are atomics); changes take `&mut self`. The crate documentation says how
+/// to share it between threads.
+#[derive(Debug)]
+pub struct SubscriptionIndex<K> {
+    nodes: Vec<Node<K>>,
+    free_nodes: Vec<NodeId>,
+    groups: Vec<Option<Group<K>>>,
+    free_groups: Vec<GroupId>,
+    levels: Levels,
+    edges: HashMap<u64, NodeId>,
+    sessions: HashMap<K, SessionEntry>,
+    hasher: DefaultHashBuilder,
+    len: usize,
+    strategy: ShareStrategy,
+    rng: Box<dyn ShareRng>,
+}
+
+impl<K: SessionKey> Default for SubscriptionIndex<K> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: SessionKey> SubscriptionIndex<K> {
+    /// An empty index whose shared groups choose round robin.
+    pub fn new() -> Self {
+        Self {
+            nodes: vec![Node::new(NONE, NO_LEVEL)],
+            free_nodes: Vec::new(),
+            groups: Vec::new(),
+            free_groups: Vec::new(),
+            levels: Levels::default(),
+            edges: HashMap::new(),
+            sessions: HashMap::new(),
+            hasher: DefaultHashBuilder::default(),
+            len: 0,
+            strategy: ShareStrategy::RoundRobin,
+            rng: Box::new(DefaultShareRng::default()),
+        }
+    }
+
+    /// This index with another shared-group strategy.
+    pub fn with_strategy(mut self, strategy: ShareStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// This index with another random source for [`ShareStrategy::Random`].
+    pub fn with_rng(mut self, rng: Box<dyn ShareRng>) -> Self {
+        self.rng = rng;
+        self
+    }
+
+    /// The number of subscriptions.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no subscriptions.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Counts of the internal structures, for tests and memory measurements.
+    pub fn stats(&self) -> IndexStats {
+        IndexStats {
+            subscriptions: self.len,
+            sessions: self.sessions.len(),
+            nodes: self.nodes.len() - self.free_nodes.len(),
+            edges: self.edges.len(),
+            levels: self.levels.len(),
+            groups: self.groups.len() - self.free_groups.len(),
+        }
+    }
+
+    /// The number of subscriptions of `session`.
+    pub fn session_len(&self, session: &K) -> usize {
+        self.sessions.get(session).map_or(0, |s| s.subs.len())
+    }
+
+    /// Adds the subscription of `session` to `filter`, or replaces it if the session already has
+    /// one to this filter (one subscription per filter per session); returns the replaced data.
+    pub fn insert(
+        &mut self,
+        session: K,
+        filter: &TopicFilter,
+        data: SubscriptionData,
+    ) -> Option<SubscriptionData> {
+        let (node, multi) = self.make_path(filter);
+        let slot = match filter.share_name() {
+            Some(name) => Slot::Group(self.make_group(node, name, multi, filter)),
+            None if multi => Slot::Multi,
+            None => Slot::Exact,
+        };
+        let entry = self
+            .sessions
+            .entry(session)
+            .or_insert_with(|| SessionEntry {
+                subs: Vec::new(),
+                available: true,
+            });
+        let available = entry.available;
+        if let Some(existing) = entry
+            .subs
+            .iter()
+            .find(|r| r.node == node && r.slot == slot)
+            .copied()
+        {
+            let list = self.list_mut(existing.node, existing.slot)?;
+            let old = list.get_mut(existing.pos as usize)?;
+            return Some(std::mem::replace(&mut old.data, data));
+        }
+        let list = self.list_mut(node, slot)?;
+        let pos = u32::try_from(list.len()).unwrap_or(u32::MAX);
+        list.push(Entry {
+            session,
+            data,
+            available: available || !matches!(slot, Slot::Group(_)),
+        });
+        if let Some(entry) = self.sessions.get_mut(&session) {
+            entry.subs.push(SubRef { node, slot, pos });
+        }
+        self.len += 1;
+        None
+    }
+
+    /// Removes the subscription of `session` to `filter`; returns its data if there was one.
+    pub fn remove(&mut self, session: &K, filter: &TopicFilter) -> Option<SubscriptionData> {
+        let (node, multi) = self.find_path(filter)?;
+        let slot = match filter.share_name() {
+            Some(name) => Slot::Group(self.find_group(node, name, multi)?),
+            None if multi => Slot::Multi,
+            None => Slot::Exact,
+        };
+        let entry = self.sessions.get_mut(session)?;
+        let i = entry
+            .subs
+            .iter()
+            .position(|r| r.node == node && r.slot == slot)?;
+        let sub = entry.subs.swap_remove(i);
+        if entry.subs.is_empty() && entry.available {
+            self.sessions.remove(session);
+        }
+        let removed = self.remove_at(sub);
+        self.prune(sub.node, sub.slot);
+        removed
+    }
+
+    /// Removes every subscription of `session`; returns how many there were. A session marked
+    /// unavailable stays so.
+    pub fn remove_session(&mut self, session: &K) -> usize {
+        let Some(mut entry) = self.sessions.remove(session) else {
+            return 0;
+        };
+        for sub in &entry.subs {
+            self.remove_at(*sub);
+            self.prune(sub.node, sub.slot);
+        }
+        let removed = entry.subs.len();
+        // Availability is the session's, not its subscriptions': an unavailable session stays
+        // marked (it comes back through `set_available`).
+        if !entry.available {
+            entry.subs = Vec::new();
+            self.sessions.insert(*session, entry);
+        }
+        removed
+    }
+
+    /// Marks `session` as able (or not) to receive messages of its shared subscriptions: the
+    /// choice of a group member skips unavailable members while the group has available ones.
+    pub fn set_available(&mut self, session: K, available: bool) {
+        let entry = self.sessions.entry(session).or_default();
+        entry.available = available;
+        let subs: Vec<SubRef> = entry
+            .subs
+            .iter()
+            .filter(|r| matches!(r.slot, Slot::Group(_)))
+            .copied()
+            .collect();
+        if entry.subs.is_empty() && available {
+            self.sessions.remove(&session);
+        }
+        for sub in subs {
+            if let Some(member) = self
+                .list_mut(sub.node, sub.slot)
+                .and_then(|l| l.get_mut(sub.pos as usize))
+            {
+                member.available = available;
+            }
+        }
+    }
+
+    /// The subscription of `session` to `filter`, if any.
+    pub fn get(&self, session: &K, filter: &TopicFilter) -> Option<SubscriptionData> {
+        let (node, multi) = self.find_path(filter)?;
+        let slot = match filter.share_name() {
+            Some(name) => Slot::Group(self.find_group(node, name, multi)?),
+            None if multi => Slot::Multi,
+            None => Slot::Exact,
+        };
+        let sub = self
+            .sessions
+            .get(session)?
+            .subs
+            .iter()
+            .find(|r| r.node == node && r.slot == slot)?;
+        self.list(sub.node, sub.slot)?
+            .get(sub.pos as usize)
+            .map(|e| e.data)
+    }
+
+    /// Appends to `out` who receives a message published to `topic`: one [`Delivery`] per
+    /// session with matching non-shared subscriptions (its QoS the highest of them, with all
+    /// their identifiers), then one per matching shared group, to the member the group's
+    /// strategy picks. No Local subscriptions of the publisher's own session are skipped.
+    ///
+    /// `out` is not cleared, so a caller can reuse one vector across messages.
+    pub fn matches(
+        &self,
+        topic: &TopicName,
+        publisher: Publisher<'_, K>,
+        out: &mut Vec<Delivery<K>>,
+    ) {
+        let start = out.len();
+        let mut groups = Vec::new();
+        let mut walk = Walk {
+            index: self,
+            publisher: publisher.session,
+            dollar: topic.is_dollar(),
+            out,
+            groups: &mut groups,
+            deferred: Vec::new(),
+        };
+        walk.run(topic.as_str().split('/'));
+        merge_by_session(out, start);
+        for group in groups {
+            if let Some(delivery) = self.choose(group, &publisher) {
+                out.push(delivery);
+            }
+        }
+    }
+
+    /// Picks the member of a shared group that receives a message.
+    fn choose(&self, group: GroupId, publisher: &Publisher<'_, K>) -> Option<Delivery<K>> {
+        let group = self.groups.get(group as usize)?.as_ref()?;
+        let members = &group.members;
+        let available = members.iter().filter(|m| m.available).count();
+        // Prefer available members; with none, any member (its session queues the message).
+        let (candidates, only_available) = if available > 0 {
+            (available, true)
+        } else {
+            (members.len(), false)
+        };
+        if candidates == 0 {
+            return None;
+        }
+        let draw = match self.strategy {
+            ShareStrategy::RoundRobin => group.next.fetch_add(1, Ordering::Relaxed),
+            ShareStrategy::Random => self.rng.next_u64() as usize,
+            ShareStrategy::HashClientId => self.hasher.hash_one(publisher.client_id) as usize,
+        };
+        let member = members
+            .iter()
+            .filter(|m| m.available || !only_available)
+            .nth(draw % candidates)?;
+        let mut delivery = Delivery::new(member.session, &member.data);
+        delivery.shared = Some(group.filter.clone());
+        Some(delivery)
+    }
+
+    // --- paths ------------------------------------------------------------------------------
+
+    /// The node a filter's subscriptions live at, created as needed, and whether the filter ends
+    /// with `#` (stored at the node of its parent level).
+    fn make_path(&mut self, filter: &TopicFilter) -> (NodeId, bool) {
+        let mut node = ROOT;
+        let mut levels = filter.levels().peekable();
+        while let Some(level) = levels.next() {
+            if level == "#" && levels.peek().is_none() {
+                return (node, true);
+            }
+            node = if level == "+" {
+                self.plus_child(node)
+            } else {
+                self.literal_child(node, level)
+            };
+        }
+        (node, false)
+    }
+
+    /// As [`SubscriptionIndex::make_path`], without creating anything.
+    fn find_path(&self, filter: &TopicFilter) -> Option<(NodeId, bool)> {
+        let mut node = ROOT;
+        let mut levels = filter.levels().peekable();
+        while let Some(level) = levels.next() {
+            if level == "#" && levels.peek().is_none() {
+                return Some((node, true));
+            }
+            node = if level == "+" {
+                Some(self.nodes.get(node as usize)?.plus).filter(|&p| p != NONE)?
+            } else {
+                self.child(node, level)?
+            };
+        }
+        Some((node, false))
+    }
+
+    fn child(&self, node: NodeId, level: &str) -> Option<NodeId> {
+        let level = self.levels.find(level)?;
+        self.edges.get(&edge_key(node, level)).copied()
+    }
+
+    fn plus_child(&mut self, node: NodeId) -> NodeId {
+        match self.nodes.get(node as usize).map(|n| n.plus) {
+            Some(plus) if plus != NONE => plus,
+            _ => {
+                let child = self.alloc_node(node, NO_LEVEL);
+                if let Some(n) = self.nodes.get_mut(node as usize) {
+                    n.plus = child;
+                }
+                child
+            }
+        }
+    }
+
+    fn literal_child(&mut self, node: NodeId, level: &str) -> NodeId {
+        if let Some(child) = self.child(node, level) {
+            return child;
+        }
+        let level = self.levels.acquire(level);
+        let child = self.alloc_node(node, level);
+        self.edges.insert(edge_key(node, level), child);
+        if let Some(n) = self.nodes.get_mut(node as usize) {
+            n.children += 1;
+        }
+        child
+    }
+
+    fn alloc_node(&mut self, parent: NodeId, level: LevelId) -> NodeId {
+        let node = Node::new(parent, level);
+        match self.free_nodes.pop() {
+            Some(id) => {
+                if let Some(slot) = self.nodes.get_mut(id as usize) {
+                    *slot = node;
+                }
+                id
+            }
+            None => {
+                self.nodes.push(node);
+                u32::try_from(self.nodes.len() - 1).unwrap_or(NONE)
+            }
+        }
+    }
+
+    // --- groups -----------------------------------------------------------------------------
+
+    fn find_group(&self, node: NodeId, name: &str, multi: bool) -> Option<GroupId> {
+        let extra = self.nodes.get(node as usize)?.extra.as_ref()?;
+        extra.groups.iter().copied().find(|&g| {
+            self.groups
+                .get(g as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|g| g.multi == multi && &*g.share_name == name)
+        })
+    }
+
+    fn make_group(
+        &mut self,
+        node: NodeId,
+        name: &str,
+        multi: bool,
+        filter: &TopicFilter,
+    ) -> GroupId {
+        if let Some(g) = self.find_group(node, name, multi) {
+            return g;
+        }
+        let group = Group {
+            share_name: name.into(),
+            multi,
+            filter: filter.copied(),
+            members: Vec::new(),
+            next: AtomicUsize::new(0),
+        };
+        let id = match self.free_groups.pop() {
+            Some(id) => {
+                if let Some(slot) = self.groups.get_mut(id as usize) {
+                    *slot = Some(group);
+                }
+                id
+            }
+            None => {
+                self.groups.push(Some(group));
+                u32::try_from(self.groups.len() - 1).unwrap_or(NONE)
+            }
+        };
+        if let Some(n) = self.nodes.get_mut(node as usize) {
+            n.extra_mut().groups.push(id);
+        }
+        id
+    }
+
+    // --- lists ------------------------------------------------------------------------------
+
+    fn list(&self, node: NodeId, slot: Slot) -> Option<&Vec<Entry<K>>> {
+        match slot {
+            Slot::Exact => Some(&self.nodes.get(node as usize)?.exact),
+            Slot::Multi => Some(&self.nodes.get(node as usize)?.extra.as_ref()?.multi),
+            Slot::Group(g) => Some(&self.groups.get(g as usize)?.as_ref()?.members),
+        }
+    }
+
+    fn list_mut(&mut self, node: NodeId, slot: Slot) -> Option<&mut Vec<Entry<K>>> {
+        match slot {
+            Slot::Exact => Some(&mut self.nodes.get_mut(node as usize)?.exact),
+            Slot::Multi => Some(&mut self.nodes.get_mut(node as usize)?.extra_mut().multi),
+            Slot::Group(g) => Some(&mut self.groups.get_mut(g as usize)?.as_mut()?.members),
+        }
+    }
+
+    /// Takes a subscription out of its list; the entry that fills its place gets its position
+    /// updated in its session's table.
+    fn remove_at(&mut self, sub: SubRef) -> Option<SubscriptionData> {
+        let list = self.list_mut(sub.node, sub.slot)?;
+        let pos = sub.pos as usize;
+        if pos >= list.len() {
+            return None;
+        }
+        let removed = list.swap_remove(pos);
+        let moved = list.get(pos).map(|e| e.session);
+        self.len = self.len.saturating_sub(1);
+        if let Some(moved) = moved {
+            if let Some(r) = self.sessions.get_mut(&moved).and_then(|s| {
+                s.subs
+                    .iter_mut()
+                    .find(|r| r.node == sub.node && r.slot == sub.slot)
+            }) {
+                r.pos = sub.pos;
+            }
+        }
+        Some(removed.data)
+    }
+
+    /// Frees what a removal left empty: the group, then nodes up towards the root.
+    fn prune(&mut self, mut node: NodeId, slot: Slot) {
+        if let Slot::Group(g) = slot {
+            let empty = self
+                .groups
+                .get(g as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|g| g.members.is_empty());
+            if empty {
+                if let Some(extra) = self
+                    .nodes
+                    .get_mut(node as usize)
+                    .and_then(|n| n.extra.as_mut())
+                {
+                    extra.groups.retain(|&x| x != g);
+                }
+                if let Some(slot) = self.groups.get_mut(g as usize) {
+                    *slot = None;
+                }
+                self.free_groups.push(g);
+            }
+        }
+        while node != ROOT {
+            let Some(n) = self.nodes.get_mut(node as usize) else {
+                return;
+            };
+            if n.extra
+                .as_ref()
+                .is_some_and(|e| e.multi.is_empty() && e.groups.is_empty())
+            {
+                n.extra = None;
+            }
+            if !n.is_empty() {
+                return;
+            }
+            let (parent, level) = (n.parent, n.level);
+            n.exact = Vec::new();
+            self.free_nodes.push(node);
+            if level == NO_LEVEL {
+                if let Some(p) = self.nodes.get_mut(parent as usize) {
+                    p.plus = NONE;
+                }
+            } else {
+                self.edges.remove(&edge_key(parent, level));
+                if let Some(p) = self.nodes.get_mut(parent as usize) {
+                    p.children = p.children.saturating_sub(1);
+                }
+                self.levels.release(level);
+            }
+            node = parent;
+        }
+    }
+}
+
+impl<K> Node<K> {
+    fn new(parent: NodeId, level: LevelId) -> Self {
+        Self {
+            exact: Vec::new(),
+            extra: None,
+            plus: NONE,
+            parent,
+            level,
+            children: 0,
+        }
+    }
+
+    fn extra_mut(&mut self) -> &mut NodeExtra<K> {
+        self.extra.get_or_insert_with(|| {
+            Box::new(NodeExtra {
+                multi: Vec::new(),
+                groups: Vec::new(),
+            })
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.extra.is_none() && self.plus == NONE && self.children == 0
+    }
+}
+
+/// How deep the walk recurses before it defers subtrees to an explicit stack: a hostile
+/// `+/+/+/...` subscription and a topic as deep cannot exhaust the thread's stack.
+const MAX_RECURSION: usize = 64;
+
+/// One match in progress.
+struct Walk<'i, 'o, 't, K> {
+    index: &'i SubscriptionIndex<K>,
+    publisher: Option<K>,
+    dollar: bool,
+    out: &'o mut Vec<Delivery<K>>,
+    groups: &'o mut Vec<GroupId>,
+    /// Subtrees left for later by [`MAX_RECURSION`].
+    deferred: Vec<(NodeId, Split<'t, char>)>,
+}
+
+impl<'t, K: SessionKey> Walk<'_, '_, 't, K> {
+    /// Collects every match under the root for `levels`.
+    fn run(&mut self, levels: Split<'t, char>) {
+        self.node(ROOT, levels, true, 0);
+        while let Some((id, levels)) = self.deferred.pop() {
+            self.node(id, levels, false, 0);
+        }
+    }
+
+    /// Collects the matches under `node` for the remaining `levels`; `root` is true at the top,
+    /// where wildcards must not match a `$` topic [MQTT-4.7.2-1].
+    fn node(&mut self, id: NodeId, mut levels: Split<'t, char>, root: bool, depth: usize) {
+        if depth >= MAX_RECURSION {
+            self.deferred.push((id, levels));
+            return;
+        }
+        let index = self.index;
+        let Some(node) = index.nodes.get(id as usize) else {
+            return;
+        };
+        let wildcards = !(root && self.dollar);
+        // `#` below this node matches the rest, including nothing (`sport/#` matches `sport`).
+        if wildcards {
+            if let Some(extra) = &node.extra {
+                self.collect(&extra.multi);
+                self.collect_groups(extra, true);
+            }
+        }
+        let Some(level) = levels.next() else {
+            self.collect(&node.exact);
+            if let Some(extra) = &node.extra {
+                self.collect_groups(extra, false);
+            }
+            return;
+        };
+        if node.children > 0 {
+            if let Some(child) = index.child(id, level) {
+                self.node(child, levels.clone(), false, depth + 1);
+            }
+        }
+        if wildcards && node.plus != NONE {
+            self.node(node.plus, levels, false, depth + 1);
+        }
+    }
+
+    fn collect(&mut self, entries: &[Entry<K>]) {
+        for e in entries {
+            if e.data.options.no_local && Some(e.session) == self.publisher {
+                continue;
+            }
+            self.out.push(Delivery::new(e.session, &e.data));
+        }
+    }
+
+    fn collect_groups(&mut self, extra: &NodeExtra<K>, multi: bool) {
+        for &g in &extra.groups {
+            let kind = self
+                .index
+                .groups
+                .get(g as usize)
+                .and_then(Option::as_ref)
+                .map(|g| g.multi);
+            if kind == Some(multi) {
+                self.groups.push(g);
+            }
+        }
+    }
+}
+
+/// Merges the deliveries from `start` on so that each session appears once (in place: sort by
+/// session, then fold each run into its first delivery).
+fn merge_by_session<K: SessionKey>(out: &mut Vec<Delivery<K>>, start: usize) {
+    let Some(tail) = out.get_mut(start..) else {
+        return;
+    };
+    if tail.len() < 2 {
+        return;
+    }
+    tail.sort_unstable_by_key(|d| d.session);
+    let mut write = 0;
+    for read in 1..tail.len() {
+        let (head, rest) = tail.split_at_mut(read);
+        let (Some(kept), Some(next)) = (head.get_mut(write), rest.first_mut()) else {
+            break;
+        };
+        if kept.session == next.session {
+            kept.merge(next);
+        } else {
+            write += 1;
+            tail.swap(write, read);
+        }
+    }
+    out.truncate(start + write + 1);
+}
