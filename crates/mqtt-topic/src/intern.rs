@@ -105,7 +105,7 @@ impl Levels {
     }
 }
 
-/// The key of the edge from `node` along `level`.
-pub(crate) fn edge_key(node: u32, level: LevelId) -> u64 {
-    (u64::from(node) << 32) | u64::from(level)
+/// The key of the edge from `node` along `level` (with a `u32` value, 12 bytes a map entry).
+pub(crate) fn edge_key(node: u32, level: LevelId) -> (u32, LevelId) {
+    (node, level)
 }

@@ -1,6 +1,6 @@
 //! A deliberately simple subscription index, kept as the test oracle of
 //! [`SubscriptionIndex`](crate::SubscriptionIndex): a list of subscriptions scanned in full for
-//! every message with [`filter_matches`](crate::filter_matches). The property tests and the fuzz
+//! every message with [`crate::filter_matches`]. The property tests and the fuzz
 //! target run random operations against both and compare. It is also the baseline of the
 //! benchmark. Not for production use: matching costs time proportional to the number of
 //! subscriptions.

@@ -48,7 +48,7 @@ pub struct RetainedTree<V> {
     nodes: Vec<Node<V>>,
     free: Vec<NodeId>,
     levels: Levels,
-    edges: HashMap<u64, NodeId>,
+    edges: HashMap<(NodeId, LevelId), NodeId>,
     len: usize,
 }
 
