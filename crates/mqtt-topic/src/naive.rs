@@ -108,21 +108,34 @@ impl<K: SessionKey> NaiveIndex<K> {
             .subscriptions
             .iter()
             .position(|(s, f, _)| s == session && f == filter)?;
-        Some(self.subscriptions.remove(i).2)
+        let removed = self.subscriptions.remove(i).2;
+        self.forget_if_unsubscribed(session);
+        Some(removed)
     }
 
     /// As [`SubscriptionIndex::remove_session`](crate::SubscriptionIndex::remove_session).
     pub fn remove_session(&mut self, session: &K) -> usize {
         let before = self.subscriptions.len();
         self.subscriptions.retain(|(s, _, _)| s != session);
+        self.forget_if_unsubscribed(session);
         before - self.subscriptions.len()
     }
 
-    /// As [`SubscriptionIndex::set_available`](crate::SubscriptionIndex::set_available).
+    /// As [`SubscriptionIndex::set_available`](crate::SubscriptionIndex::set_available): only
+    /// sessions with subscriptions are tracked.
     pub fn set_available(&mut self, session: K, available: bool) {
+        if !self.subscriptions.iter().any(|(s, _, _)| *s == session) {
+            return;
+        }
         self.unavailable.retain(|s| *s != session);
         if !available {
             self.unavailable.push(session);
+        }
+    }
+
+    fn forget_if_unsubscribed(&mut self, session: &K) {
+        if !self.subscriptions.iter().any(|(s, _, _)| s == session) {
+            self.unavailable.retain(|s| s != session);
         }
     }
 

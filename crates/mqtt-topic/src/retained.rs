@@ -83,6 +83,10 @@ impl<V> RetainedTree<V> {
     /// Stores `value` under `topic`, replacing (and returning) what was there. The tree keeps
     /// `topic` as given; pass [`TopicName::copied`] to avoid keeping a received packet alive.
     pub fn insert(&mut self, topic: TopicName, value: V) -> Option<V> {
+        // The empty name only stands for a topic alias; it is never stored.
+        if topic.is_empty() {
+            return None;
+        }
         let mut node = ROOT;
         for level in topic.levels() {
             node = match self.child(node, level) {
@@ -229,17 +233,19 @@ impl<V> RetainedTree<V> {
         id
     }
 
-    /// Frees `id` and its ancestors while they hold neither a value nor children.
+    /// Frees `id` and its ancestors while they hold neither a value nor children. A node
+    /// already freed (by the pruning of a descendant) is left alone: `parent == NONE` marks it.
     fn prune(&mut self, mut id: NodeId) {
         while id != ROOT {
             let Some(node) = self.nodes.get_mut(id as usize) else {
                 return;
             };
-            if node.value.is_some() || !node.children.is_empty() {
+            if node.parent == NONE || node.value.is_some() || !node.children.is_empty() {
                 return;
             }
             let (parent, level, index) = (node.parent, node.level, node.index_in_parent);
             node.children = Vec::new();
+            node.parent = NONE;
             self.free.push(id);
             self.edges.remove(&edge_key(parent, level));
             self.levels.release(level);

@@ -468,16 +468,76 @@ fn retained_lookup_by_filter() {
     assert_eq!(tree.len(), 3);
 }
 
-/// Found by the model test: a session marked unavailable stays unavailable when all its
-/// subscriptions are removed, so resubscribing does not make it a preferred group member.
+/// Availability belongs to sessions with subscriptions: removing all of a session's
+/// subscriptions forgets it (the broker marks a session again when its client goes away), so a
+/// session that resubscribes is available; marking a session without subscriptions leaves no
+/// trace in the index (a churn of client ids cannot grow it).
 #[test]
-fn unavailable_session_stays_unavailable_across_remove_session() {
+fn availability_is_forgotten_with_the_subscriptions() {
     let mut index = SubscriptionIndex::new();
     let f = filter("$share/g/t");
     index.insert(1, &f, SubscriptionData::new(QoS::AtMostOnce));
     index.insert(2, &f, SubscriptionData::new(QoS::AtMostOnce));
     index.set_available(2, false);
+    assert_eq!(shared_members(&index, "t", 3), [1, 1, 1]);
     index.remove_session(&2);
     index.insert(2, &f, SubscriptionData::new(QoS::AtMostOnce));
-    assert_eq!(shared_members(&index, "t", 4), [1, 1, 1, 1]);
+    let mut picked = shared_members(&index, "t", 4);
+    picked.sort_unstable();
+    assert_eq!(picked, [1, 1, 2, 2]);
+    for s in 100..200 {
+        index.set_available(s, false);
+    }
+    assert_eq!(index.stats().sessions, 2);
+}
+
+/// A session with hundreds of subscriptions (its positions then live in a map) and a node with
+/// hundreds of shared groups, built and torn down in a scrambled order, always agree with the
+/// naive oracle and end empty.
+#[test]
+fn large_sessions_and_many_groups_agree_with_the_oracle() {
+    use mqtt_topic::naive::NaiveIndex;
+    let mut index = SubscriptionIndex::new();
+    let mut oracle = NaiveIndex::new();
+    let mut filters = Vec::new();
+    for i in 0..300 {
+        filters.push(filter(&format!("big/{}/+", i % 150)));
+        filters.push(filter(&format!("$share/g{i}/big/#")));
+    }
+    filters.push(filter("big/#"));
+    let data = |i: usize| SubscriptionData::new(QoS::from_u8((i % 3) as u8).unwrap());
+    for (i, f) in filters.iter().enumerate() {
+        let session = if i % 5 == 0 { 2 } else { 1 };
+        assert_eq!(
+            index.insert(session, f, data(i)),
+            oracle.insert(session, f, data(i))
+        );
+    }
+    let check = |index: &SubscriptionIndex<u32>, oracle: &NaiveIndex<u32>| {
+        for t in ["big/7/x", "big/149/y", "big", "other"] {
+            let mut out = Vec::new();
+            index.matches(&topic(t), anyone(), &mut out);
+            oracle.matches(&topic(t), None).check(&out).unwrap();
+        }
+    };
+    check(&index, &oracle);
+    // Remove in a scrambled order, checking as we go.
+    let mut order: Vec<usize> = (0..filters.len()).collect();
+    order.sort_by_key(|&i| (i * 7919) % filters.len());
+    for (step, i) in order.into_iter().enumerate() {
+        let session = if i % 5 == 0 { 2 } else { 1 };
+        assert_eq!(
+            index.remove(&session, &filters[i]),
+            oracle.remove(&session, &filters[i])
+        );
+        if step % 50 == 0 {
+            check(&index, &oracle);
+        }
+    }
+    assert!(index.is_empty());
+    let stats = index.stats();
+    assert_eq!(
+        (stats.nodes, stats.groups, stats.sessions, stats.levels),
+        (1, 0, 0, 0)
+    );
 }

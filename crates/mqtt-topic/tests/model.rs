@@ -128,16 +128,22 @@ proptest! {
         prop_assert_eq!((stats.subscriptions, stats.nodes, stats.edges, stats.levels, stats.groups), (0, 1, 0, 0, 0));
     }
 
-    /// The retained tree finds, for any filter, exactly the stored topics the filter matches.
+    /// The retained tree finds, for any filter, exactly the stored topics the filter matches,
+    /// through inserts, removals and `retain` sweeps.
     #[test]
     fn retained_tree_agrees_with_a_scan(
-        ops in vec((any::<bool>(), topic_name(), any::<u16>()), 1..60),
+        ops in vec((0u8..8, topic_name(), any::<u16>()), 1..60),
         filters in vec(topic_filter(), 1..10),
     ) {
         let mut tree = RetainedTree::new();
         let mut model: Vec<(TopicName, u16)> = Vec::new();
-        for (insert, topic, value) in ops {
-            if insert {
+        for (kind, topic, value) in ops {
+            if kind == 0 {
+                // Keep the values with the same parity as `value`.
+                let parity = value % 2;
+                tree.retain(|_, v| *v % 2 == parity);
+                model.retain(|(_, v)| *v % 2 == parity);
+            } else if kind < 5 {
                 let old = model.iter().position(|(t, _)| *t == topic).map(|i| model.remove(i).1);
                 model.push((topic.clone(), value));
                 prop_assert_eq!(tree.insert(topic, value), old);
