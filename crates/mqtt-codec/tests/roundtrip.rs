@@ -600,7 +600,7 @@ proptest! {
     ) {
         let Packet::Publish(publish) = &packet else { unreachable!() };
         let mut head = BytesMut::new();
-        let size = publish.encode_head(version, PROTOCOL_MAX_PACKET_SIZE, &mut head).unwrap();
+        let size = publish.encode_head(publish.envelope(), version, PROTOCOL_MAX_PACKET_SIZE, &mut head).unwrap();
         prop_assert_eq!(size, head.len() + publish.payload.len());
         head.extend_from_slice(&publish.payload);
         prop_assert_eq!(head, encode(&packet, version));

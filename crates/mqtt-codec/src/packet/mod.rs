@@ -14,7 +14,7 @@ pub use connack::ConnAck;
 pub(crate) use connect::peek_version;
 pub use connect::{Connect, Will};
 pub use disconnect::{Auth, Disconnect};
-pub use publish::Publish;
+pub use publish::{Envelope, Publish};
 pub use subscribe::{SubAck, Subscribe, Subscription};
 pub use unsubscribe::{UnsubAck, Unsubscribe};
 
@@ -117,7 +117,7 @@ impl Packet {
         match self {
             Self::Connect(p) => p.body_len(),
             Self::ConnAck(p) => p.body_len(version),
-            Self::Publish(p) => p.body_len(version),
+            Self::Publish(p) => p.body_len(p.envelope(), version),
             Self::PubAck(p) => p.body_len(version),
             Self::PubRec(p) => p.body_len(version),
             Self::PubRel(p) => p.body_len(version),

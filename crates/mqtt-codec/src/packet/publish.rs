@@ -105,8 +105,17 @@ impl Publish {
         self
     }
 
+    /// The header fields that change from one delivery to the next.
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            qos: self.qos,
+            dup: self.dup,
+            retain: self.retain,
+        }
+    }
+
     /// Appends this PUBLISH to `buf`, as [`Packet::encode`](crate::Packet::encode) does (it
-    /// calls this): the broker's fan-out encodes messages without wrapping them in a `Packet`.
+    /// calls this).
     ///
     /// # Errors
     /// As [`Packet::encode`](crate::Packet::encode).
@@ -117,39 +126,60 @@ impl Publish {
         max_packet_size: u32,
         buf: &mut BytesMut,
     ) -> Result<usize, Error> {
-        let body = self.body_len(version)?;
-        super::write_frame(self.first_byte(), body, 0, max_packet_size, buf, |buf| {
-            self.put_head(version, buf);
-            buf.put_slice(&self.payload);
-        })
+        self.encode_as(self.envelope(), version, max_packet_size, buf)
     }
 
-    /// Appends this PUBLISH without its payload, and returns the size of the whole packet: the
-    /// caller sends [`Publish::payload`] right after, for example in a vectored write, so a
+    /// Appends this message as delivered to one subscriber: with the QoS, packet identifier,
+    /// DUP and RETAIN of `envelope` instead of its own. The broker's fan-out encodes one shared
+    /// message this way for every subscriber, without copying or cloning it.
+    ///
+    /// # Errors
+    /// As [`Packet::encode`](crate::Packet::encode).
+    #[inline]
+    pub fn encode_as(
+        &self,
+        envelope: Envelope,
+        version: ProtocolVersion,
+        max_packet_size: u32,
+        buf: &mut BytesMut,
+    ) -> Result<usize, Error> {
+        let body = self.body_len(envelope, version)?;
+        super::write_frame(
+            envelope.first_byte(),
+            body,
+            0,
+            max_packet_size,
+            buf,
+            |buf| {
+                self.put_head(envelope, version, buf);
+                buf.put_slice(&self.payload);
+            },
+        )
+    }
+
+    /// As [`Publish::encode_as`], without the payload; returns the size of the whole packet:
+    /// the caller sends [`Publish::payload`] right after, for example in a vectored write, so a
     /// large payload fanned out to many subscribers is never copied.
     ///
     /// # Errors
     /// As [`Publish::encode`]; nothing is written then.
     pub fn encode_head(
         &self,
+        envelope: Envelope,
         version: ProtocolVersion,
         max_packet_size: u32,
         buf: &mut BytesMut,
     ) -> Result<usize, Error> {
-        let body = self.body_len(version)?;
+        let body = self.body_len(envelope, version)?;
         let payload = self.payload.len();
         super::write_frame(
-            self.first_byte(),
+            envelope.first_byte(),
             body,
             payload,
             max_packet_size,
             buf,
-            |buf| self.put_head(version, buf),
+            |buf| self.put_head(envelope, version, buf),
         )
-    }
-
-    fn first_byte(&self) -> u8 {
-        ((crate::PacketType::Publish as u8) << 4) | self.flags()
     }
 
     /// Checks the fixed-header flags, which arrive before the body: QoS 3 [MQTT-3.3.1-4] and DUP
@@ -216,20 +246,12 @@ impl Publish {
     }
 
     #[inline]
-    pub(crate) fn flags(&self) -> u8 {
-        let mut flags = (self.qos.qos() as u8) << flag::QOS_SHIFT;
-        if self.dup {
-            flags |= flag::DUP;
-        }
-        if self.retain {
-            flags |= flag::RETAIN;
-        }
-        flags
-    }
-
-    #[inline]
-    pub(crate) fn body_len(&self, version: ProtocolVersion) -> Result<usize, Error> {
-        if self.dup && self.qos == QosPid::AtMostOnce {
+    pub(crate) fn body_len(
+        &self,
+        envelope: Envelope,
+        version: ProtocolVersion,
+    ) -> Result<usize, Error> {
+        if envelope.dup && envelope.qos == QosPid::AtMostOnce {
             return Err(Error::DupOnQoS0);
         }
         let properties = self.properties();
@@ -242,7 +264,7 @@ impl Publish {
         // Saturating: on 32-bit targets a shared payload plus properties could exceed `usize`;
         // such a packet is refused as too large by the caller, never wrapped.
         let mut len = (2 + self.topic.len()).saturating_add(self.payload.len());
-        if self.qos.packet_id().is_some() {
+        if envelope.qos.packet_id().is_some() {
             len = len.saturating_add(2);
         }
         if version.is_v5() {
@@ -254,13 +276,38 @@ impl Publish {
 
     /// Writes the variable header: everything after the fixed header but the payload.
     #[inline]
-    fn put_head(&self, version: ProtocolVersion, buf: &mut BytesMut) {
+    fn put_head(&self, envelope: Envelope, version: ProtocolVersion, buf: &mut BytesMut) {
         put_str(buf, self.topic.as_mqtt_str());
-        if let Some(id) = self.qos.packet_id() {
+        if let Some(id) = envelope.qos.packet_id() {
             buf.put_u16(id.get());
         }
         if version.is_v5() {
             self.properties().put(buf);
         }
+    }
+}
+
+/// The fields of a PUBLISH that belong to one delivery rather than to the message: QoS with
+/// packet identifier, DUP and RETAIN. See [`Publish::encode_as`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Envelope {
+    /// The QoS, with the packet identifier for QoS 1 and 2.
+    pub qos: QosPid,
+    /// Whether this is a re-delivery (never on QoS 0 [MQTT-3.3.1-2]).
+    pub dup: bool,
+    /// The RETAIN flag as sent.
+    pub retain: bool,
+}
+
+impl Envelope {
+    fn first_byte(self) -> u8 {
+        let mut flags = (self.qos.qos() as u8) << flag::QOS_SHIFT;
+        if self.dup {
+            flags |= flag::DUP;
+        }
+        if self.retain {
+            flags |= flag::RETAIN;
+        }
+        ((crate::PacketType::Publish as u8) << 4) | flags
     }
 }

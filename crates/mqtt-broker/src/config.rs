@@ -1,0 +1,165 @@
+//! The broker's configuration: typed, with safe defaults (no "0 means unlimited"), validated
+//! before use. Loading it from a TOML file, `MQTT_*` environment variables and command-line
+//! flags lives in `load.rs`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the broker can be told. Every field has a default (see [`Config::default`]), so an
+/// empty file is a valid configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1`: without a configuration the broker is only
+    /// reachable from this machine, as Mosquitto 2 does.
+    pub bind: IpAddr,
+    /// TCP port. Default 1883.
+    pub port: u16,
+    /// Most simultaneous client connections; further connections are closed at once.
+    pub max_connections: usize,
+    /// Largest packet accepted from a client, in bytes (fixed header included).
+    pub max_packet_size: u32,
+    /// Seconds a new connection has to send CONNECT.
+    pub connect_timeout_secs: u64,
+    /// Largest keep alive accepted, in seconds; MQTT 3.x clients asking for more (or for 0,
+    /// which means "no limit") are refused with "identifier rejected", as Mosquitto does.
+    pub max_keepalive_secs: u16,
+    /// Longest client identifier accepted, in bytes (MQTT 3.1 caps it at 23 regardless).
+    pub max_client_id_len: usize,
+    /// Unacknowledged QoS 1 and 2 messages in flight to one client; the rest wait in its queue.
+    pub max_inflight: u16,
+    /// Messages queued for one session (online behind the in-flight window, or offline).
+    pub max_queued_messages: usize,
+    /// Bytes of payload queued for one session.
+    pub max_queued_bytes: usize,
+    /// Whether QoS 0 messages are queued for offline persistent sessions.
+    pub queue_qos0_offline: bool,
+    /// QoS 2 messages received from one client and not yet released (PUBREL); more is a
+    /// protocol violation that closes the connection.
+    pub max_incoming_qos2: usize,
+    /// Most levels in a topic name or filter.
+    pub max_topic_levels: usize,
+    /// Most subscriptions one session may hold; more are refused (0x80).
+    pub max_subscriptions_per_session: usize,
+    /// Seconds between `$SYS/broker/...` updates; 0 turns them off.
+    pub sys_interval_secs: u64,
+    /// Whether retained messages are stored.
+    pub retain_available: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 1883,
+            max_connections: 10_000,
+            max_packet_size: 1024 * 1024,
+            connect_timeout_secs: 10,
+            max_keepalive_secs: 65_535,
+            max_client_id_len: 256,
+            max_inflight: 20,
+            max_queued_messages: 1000,
+            max_queued_bytes: 64 * 1024 * 1024,
+            queue_qos0_offline: false,
+            max_incoming_qos2: 1000,
+            max_topic_levels: 128,
+            max_subscriptions_per_session: 10_000,
+            sys_interval_secs: 10,
+            retain_available: true,
+        }
+    }
+}
+
+impl Config {
+    /// The address to listen on.
+    pub fn listen_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.port)
+    }
+
+    /// The connect timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    /// The `$SYS` interval, if `$SYS` updates are on.
+    pub fn sys_interval(&self) -> Option<Duration> {
+        (self.sys_interval_secs > 0).then(|| Duration::from_secs(self.sys_interval_secs))
+    }
+
+    /// Checks the values that have a meaningful range; the error names the key.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the first invalid key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("max_connections", self.max_connections),
+            ("max_client_id_len", self.max_client_id_len),
+            ("max_inflight", usize::from(self.max_inflight)),
+            ("max_queued_messages", self.max_queued_messages),
+            ("max_queued_bytes", self.max_queued_bytes),
+            ("max_incoming_qos2", self.max_incoming_qos2),
+            ("max_topic_levels", self.max_topic_levels),
+            (
+                "max_subscriptions_per_session",
+                self.max_subscriptions_per_session,
+            ),
+            (
+                "connect_timeout_secs",
+                usize::try_from(self.connect_timeout_secs).unwrap_or(usize::MAX),
+            ),
+            ("max_keepalive_secs", usize::from(self.max_keepalive_secs)),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError {
+                    key: key.into(),
+                    message: "must be at least 1".into(),
+                });
+            }
+        }
+        if self.max_packet_size < 64 || self.max_packet_size > mqtt_codec::PROTOCOL_MAX_PACKET_SIZE
+        {
+            return Err(ConfigError {
+                key: "max_packet_size".into(),
+                message: format!(
+                    "must be between 64 and {} bytes",
+                    mqtt_codec::PROTOCOL_MAX_PACKET_SIZE
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// An invalid configuration value, with the key it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration key `{key}`: {message}")]
+pub struct ConfigError {
+    /// The key (for a file: its TOML name; for a flag: the flag).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_listen_on_loopback() {
+        let c = Config::default();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.listen_addr().to_string(), "127.0.0.1:1883");
+    }
+
+    #[test]
+    fn zero_limits_are_refused_by_name() {
+        let c = Config {
+            max_inflight: 0,
+            ..Config::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "max_inflight");
+    }
+}

@@ -1,0 +1,373 @@
+//! One client connection: read bytes, decode packets, feed them to the session machine, carry out
+//! what it asks of the broker, and write what it has to say. The task ends when the client
+//! leaves, breaks the protocol, times out, is taken over, or the server shuts down.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use mqtt_codec::{
+    ConnAck, Connect, Decoder, Error as CodecError, PROTOCOL_MAX_PACKET_SIZE, Packet,
+    ProtocolVersion, ReasonCode,
+};
+use mqtt_session::{Close, Outgoing};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::watch;
+
+use crate::core::{Broker, Connected, Flow, SessionHandle};
+use crate::server::Peer;
+
+/// Bytes read at a time when no frame is under way.
+const READ_CHUNK: usize = 4096;
+
+/// Warnings about misbehaving clients, at most this many a second (the rest are counted).
+const WARNINGS_PER_SECOND: u64 = 20;
+
+/// Logs a peer's violation, rate limited so that a flood of bad clients cannot flood the log.
+fn warn_violation(peer: Peer, client_id: &str, what: &dyn std::fmt::Display) {
+    static WINDOW: AtomicU64 = AtomicU64::new(0);
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if WINDOW.swap(second, Ordering::Relaxed) != second {
+        let suppressed = COUNT
+            .swap(0, Ordering::Relaxed)
+            .saturating_sub(WARNINGS_PER_SECOND);
+        if suppressed > 0 {
+            tracing::warn!(suppressed, "protocol violation warnings suppressed");
+        }
+    }
+    if COUNT.fetch_add(1, Ordering::Relaxed) < WARNINGS_PER_SECOND {
+        tracing::warn!(%peer, client_id, "closing connection: {what}");
+    }
+}
+
+/// Why the main loop ended.
+enum End {
+    /// DISCONNECT received: no will.
+    Graceful,
+    /// Anything else: the will is published.
+    Abnormal,
+    /// The server is shutting down: the session is kept, no will.
+    Shutdown,
+    /// Another connection took the session over; the broker already dealt with it.
+    TakenOver,
+}
+
+/// Serves one connection.
+pub(crate) async fn run(
+    stream: TcpStream,
+    peer: Peer,
+    broker: Arc<Broker>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let config = broker.config();
+    let mut decoder = Decoder::server().with_max_packet_size(config.max_packet_size);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+
+    // CONNECT first, within the connect timeout [MQTT-3.1.0-1].
+    let first = tokio::select! {
+        r = tokio::time::timeout(
+            config.connect_timeout(),
+            read_packet(&mut reader, &mut decoder, &mut buf, &broker),
+        ) => r,
+        _ = stop.changed() => return,
+    };
+    let connect = match first {
+        Ok(Ok(Some(Packet::Connect(connect)))) => connect,
+        Ok(Ok(Some(_))) => return, // the decoder only yields CONNECT first
+        Ok(Ok(None)) => return,    // gone before saying anything
+        Err(_) => {
+            tracing::debug!(%peer, "no CONNECT within the connect timeout");
+            return;
+        }
+        Ok(Err(ReadError::Codec(CodecError::UnsupportedProtocolVersion { level }))) => {
+            // CONNACK 0x01 "unacceptable protocol version", then close [MQTT-3.1.2-2].
+            warn_violation(peer, "", &format!("unsupported protocol level {level}"));
+            let refusal = Packet::from(ConnAck::new(ReasonCode::UnsupportedProtocolVersion));
+            let _ = write_packets(&mut writer, &broker, ProtocolVersion::V3_1_1, [refusal]).await;
+            return;
+        }
+        Ok(Err(e)) => {
+            // An invalid CONNECT closes the connection without CONNACK [MQTT-3.1.4-1].
+            warn_violation(peer, "", &e);
+            return;
+        }
+    };
+    let version = connect.protocol;
+    let connected = match broker.connect(&connect, Instant::now()) {
+        Ok(connected) => connected,
+        Err(reason) => {
+            tracing::info!(%peer, client_id = %connect.client_id, %reason, "connection refused");
+            // A refused CONNECT gets its CONNACK, then the connection closes [MQTT-3.2.2-5].
+            let refusal = Packet::from(ConnAck::new(reason));
+            let _ = write_packets(&mut writer, &broker, version, [refusal]).await;
+            return;
+        }
+    };
+    let Connected {
+        handle,
+        generation,
+        session_present,
+        ..
+    } = connected;
+    tracing::info!(
+        %peer,
+        client_id = %handle.client_id(),
+        %version,
+        clean = connect.clean_start,
+        keep_alive = connect.keep_alive,
+        session_present,
+        "client connected"
+    );
+    let mut connack = ConnAck::new(ReasonCode::Success);
+    connack.session_present = session_present;
+    let end = if write_packets(&mut writer, &broker, version, [Packet::from(connack)])
+        .await
+        .is_err()
+    {
+        End::Abnormal
+    } else {
+        serve(
+            &connect, &handle, generation, &broker, peer, reader, writer, decoder, buf, stop,
+        )
+        .await
+    };
+    let (graceful, reason) = match end {
+        End::Graceful => (true, "disconnected"),
+        End::Abnormal => (false, "connection lost"),
+        End::Shutdown => (true, "server shutting down"),
+        End::TakenOver => {
+            tracing::info!(%peer, client_id = %handle.client_id(), "session taken over");
+            return;
+        }
+    };
+    broker.disconnect(&handle, generation, graceful);
+    tracing::info!(%peer, client_id = %handle.client_id(), reason, "client disconnected");
+}
+
+/// The connected part of a connection's life.
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    connect: &Connect,
+    handle: &Arc<SessionHandle>,
+    generation: u64,
+    broker: &Broker,
+    peer: Peer,
+    mut reader: OwnedReadHalf,
+    mut writer: OwnedWriteHalf,
+    mut decoder: Decoder,
+    mut buf: BytesMut,
+    mut stop: watch::Receiver<bool>,
+) -> End {
+    let version = connect.protocol;
+    let client_id = handle.client_id().to_string();
+    // Whatever attaching queued (messages re-sent on resume) goes out right after CONNACK.
+    if flush(handle, generation, &mut writer, broker, version)
+        .await
+        .is_err()
+    {
+        return End::Abnormal;
+    }
+    loop {
+        let deadline = handle.lock().session.deadline();
+        let sleep = deadline.map(|d| tokio::time::sleep_until(d.into()));
+        tokio::select! {
+            biased;
+            _ = stop.changed() => {
+                let _ = flush(handle, generation, &mut writer, broker, version).await;
+                return End::Shutdown;
+            }
+            () = handle.woken() => {
+                if handle.lock().owner != generation {
+                    return End::TakenOver;
+                }
+            }
+            read = read_some(&mut reader, &mut buf) => {
+                match read {
+                    Ok(0) | Err(_) => return End::Abnormal,
+                    Ok(n) => {
+                        broker.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                }
+                // Every complete packet in the buffer, before writing the answers in one go.
+                loop {
+                    let packet = match decoder.decode(&mut buf) {
+                        Ok(Some(packet)) => packet,
+                        Ok(None) => break,
+                        Err(e) => {
+                            warn_violation(peer, &client_id, &e);
+                            return End::Abnormal;
+                        }
+                    };
+                    match broker.handle_packet(handle, generation, packet, Instant::now()) {
+                        Ok(Flow::Continue) => {}
+                        Ok(Flow::TakenOver) => return End::TakenOver,
+                        Ok(Flow::Disconnect) => {
+                            let _ = flush(handle, generation, &mut writer, broker, version).await;
+                            return End::Graceful;
+                        }
+                        Err(close) => {
+                            log_close(peer, &client_id, &close);
+                            let _ = flush(handle, generation, &mut writer, broker, version).await;
+                            return End::Abnormal;
+                        }
+                    }
+                }
+            }
+            () = async { if let Some(s) = sleep { s.await } }, if deadline.is_some() => {
+                let expired = handle.lock().session.handle_timeout(Instant::now());
+                if let Err(close) = expired {
+                    log_close(peer, &client_id, &close);
+                    return End::Abnormal;
+                }
+            }
+        }
+        if flush(handle, generation, &mut writer, broker, version)
+            .await
+            .is_err()
+        {
+            return End::Abnormal;
+        }
+    }
+}
+
+fn log_close(peer: Peer, client_id: &str, close: &Close) {
+    match close {
+        Close::KeepAliveTimeout => {
+            tracing::info!(%peer, client_id, "keep alive expired: closing connection");
+        }
+        Close::Violation {
+            statement, detail, ..
+        } => warn_violation(
+            peer,
+            client_id,
+            &format!("{detail} [{}]", statement.unwrap_or("-")),
+        ),
+    }
+}
+
+/// Reads into the buffer, making room when the decoder has not (no frame under way).
+async fn read_some(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
+    if buf.capacity() == buf.len() {
+        buf.reserve(READ_CHUNK);
+    }
+    reader.read_buf(buf).await
+}
+
+enum ReadError {
+    Codec(CodecError),
+    Io,
+}
+
+/// Reads until one whole packet is decoded; `None` at end of stream.
+async fn read_packet(
+    reader: &mut OwnedReadHalf,
+    decoder: &mut Decoder,
+    buf: &mut BytesMut,
+    broker: &Broker,
+) -> Result<Option<Packet>, ReadError> {
+    loop {
+        if let Some(packet) = decoder.decode(buf).map_err(ReadError::Codec)? {
+            broker
+                .stats
+                .messages_received
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(packet));
+        }
+        match read_some(reader, buf).await {
+            Ok(0) => return Ok(None),
+            Ok(n) => {
+                broker
+                    .stats
+                    .bytes_received
+                    .fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(_) => return Err(ReadError::Io),
+        }
+    }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Codec(e) => write!(f, "{e}"),
+            Self::Io => f.write_str("read failed"),
+        }
+    }
+}
+
+/// Writes what the session has to say, encoded in one buffer and one write.
+async fn flush(
+    handle: &SessionHandle,
+    generation: u64,
+    writer: &mut OwnedWriteHalf,
+    broker: &Broker,
+    version: ProtocolVersion,
+) -> std::io::Result<()> {
+    let outbox = {
+        let mut slot = handle.lock();
+        if slot.owner != generation {
+            return Ok(());
+        }
+        slot.session.take_outbox()
+    };
+    if outbox.is_empty() {
+        return Ok(());
+    }
+    let mut out = BytesMut::new();
+    let mut packets = 0u64;
+    let mut publishes = 0u64;
+    for item in outbox {
+        let written = match item {
+            Outgoing::Packet(p) => p.encode(version, PROTOCOL_MAX_PACKET_SIZE, &mut out),
+            Outgoing::Publish { publish, envelope } => {
+                publishes += 1;
+                publish.encode_as(envelope, version, PROTOCOL_MAX_PACKET_SIZE, &mut out)
+            }
+        };
+        match written {
+            Ok(_) => packets += 1,
+            Err(e) => {
+                tracing::warn!(client_id = %handle.client_id(), error = %e, "packet not sent")
+            }
+        }
+    }
+    writer.write_all(&out).await?;
+    let s = &broker.stats;
+    s.bytes_sent.fetch_add(out.len() as u64, Ordering::Relaxed);
+    s.messages_sent.fetch_add(packets, Ordering::Relaxed);
+    s.publish_sent.fetch_add(publishes, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Encodes and writes packets directly (CONNACK, before or without a session).
+async fn write_packets(
+    writer: &mut OwnedWriteHalf,
+    broker: &Broker,
+    version: ProtocolVersion,
+    packets: impl IntoIterator<Item = Packet>,
+) -> std::io::Result<()> {
+    let mut out = BytesMut::new();
+    for p in packets {
+        if p.encode(version, PROTOCOL_MAX_PACKET_SIZE, &mut out)
+            .is_ok()
+        {
+            broker.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    writer.write_all(&out).await?;
+    broker
+        .stats
+        .bytes_sent
+        .fetch_add(out.len() as u64, Ordering::Relaxed);
+    // Give the peer a moment to read before the socket closes behind the write.
+    let _ = tokio::time::timeout(Duration::from_millis(100), writer.flush()).await;
+    Ok(())
+}

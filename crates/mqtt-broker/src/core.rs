@@ -1,0 +1,667 @@
+//! The broker core: sessions by client identifier, routing, subscriptions, retained messages,
+//! wills and counters. No sockets and no clock of its own: the tokio driver (`server.rs`) calls
+//! it, and so do the tests, directly, with the time as a parameter.
+//!
+//! # Concurrency
+//!
+//! Nothing here is a single thread or a single lock on the publish path. A message is routed on
+//! the task of the connection that published it: the subscription index is read through its
+//! sharded lock ([`mqtt_topic::SharedIndex`]), the sessions by key through another
+//! ([`crossbeam_utils::sync::ShardedLock`]), and each receiving session is locked just long
+//! enough to take the message, then its connection task is woken. Locks are always taken in
+//! this order, never the other way round: the registry of client identifiers, then one session;
+//! the index is never held while a session is locked.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use crossbeam_utils::sync::ShardedLock;
+use mqtt_codec::{
+    Connect, Packet, ProtocolVersion, Publish, QoS, QosPid, ReasonCode, SubAck, Subscribe,
+    UnsubAck, Unsubscribe, Will,
+};
+use mqtt_session::store::{MemoryStore, SessionStore};
+use mqtt_session::{Action, Attach, Close, Delivery, Limits, Session};
+use mqtt_topic::{
+    MqttString, Publisher, RetainedTree, SharedIndex, SubscriptionData, SubscriptionIndex,
+    TopicName,
+};
+use tokio::sync::Notify;
+
+use crate::config::Config;
+
+/// The index's key for a session: small and dense, reused after the session ends.
+pub type SessionKey = u32;
+
+/// Decides whether a client may connect. The default allows everyone; real authentication
+/// arrives with its own issue.
+pub trait Authenticator: Send + Sync + std::fmt::Debug {
+    /// Checks a CONNECT's credentials.
+    ///
+    /// # Errors
+    /// The reason to refuse the connection with (in MQTT 3.x terms: bad user name or password,
+    /// or not authorized).
+    fn authenticate(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+    ) -> Result<(), ReasonCode>;
+}
+
+/// Lets every client in.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AllowAll;
+
+impl Authenticator for AllowAll {
+    fn authenticate(&self, _: &str, _: Option<&str>, _: Option<&[u8]>) -> Result<(), ReasonCode> {
+        Ok(())
+    }
+}
+
+/// A session as the broker holds it: the state machine behind a lock, and the means to wake the
+/// connection task attached to it.
+#[derive(Debug)]
+pub struct SessionHandle {
+    key: SessionKey,
+    client_id: MqttString,
+    slot: Mutex<Slot>,
+    wake: Notify,
+}
+
+/// The locked part of a session handle.
+#[derive(Debug)]
+pub struct Slot {
+    /// The session.
+    pub session: Session,
+    /// The generation of the connection attached (0: none). A connection whose generation no
+    /// longer matches was taken over and must stop.
+    pub owner: u64,
+}
+
+impl SessionHandle {
+    /// The session's key in the index.
+    pub fn key(&self) -> SessionKey {
+        self.key
+    }
+
+    /// The client identifier.
+    pub fn client_id(&self) -> &MqttString {
+        &self.client_id
+    }
+
+    /// Locks the session.
+    pub fn lock(&self) -> MutexGuard<'_, Slot> {
+        // A panic while the lock was held cannot leave the machine half-updated in a way that
+        // matters more than losing the broker: recover the guard.
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Completes when the session has something to write, or its connection was taken over.
+    pub async fn woken(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Wakes the attached connection's task.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// A retained message.
+#[derive(Debug, Clone)]
+struct Retained {
+    publish: Arc<Publish>,
+    qos: QoS,
+}
+
+/// Counters, shared by every task (Mosquitto's `$SYS/broker/...` names in the comments).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Clients connected now (`clients/connected`).
+    pub connected: AtomicUsize,
+    /// Most clients connected at once (`clients/maximum`).
+    pub max_connected: AtomicUsize,
+    /// Messages received, all packets (`messages/received`).
+    pub messages_received: AtomicU64,
+    /// Messages sent, all packets (`messages/sent`).
+    pub messages_sent: AtomicU64,
+    /// Bytes received (`bytes/received`).
+    pub bytes_received: AtomicU64,
+    /// Bytes sent (`bytes/sent`).
+    pub bytes_sent: AtomicU64,
+    /// PUBLISH packets received (`publish/messages/received`).
+    pub publish_received: AtomicU64,
+    /// PUBLISH packets sent (`publish/messages/sent`).
+    pub publish_sent: AtomicU64,
+    /// Messages dropped because a session's queue was full (`publish/messages/dropped`).
+    pub publish_dropped: AtomicU64,
+}
+
+/// What a connection does after a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Carry on.
+    Continue,
+    /// The client said DISCONNECT: close without publishing the will.
+    Disconnect,
+    /// Another connection took the session over: stop, touching nothing.
+    TakenOver,
+}
+
+/// A successful connect: the session to drive and what to tell the client.
+#[derive(Debug)]
+pub struct Connected {
+    /// The session.
+    pub handle: Arc<SessionHandle>,
+    /// This connection's generation in the session.
+    pub generation: u64,
+    /// CONNACK's session present flag.
+    pub session_present: bool,
+    /// Set when the broker chose the client identifier (the client sent an empty one).
+    pub assigned_client_id: Option<MqttString>,
+}
+
+/// The broker: everything the connection tasks share.
+#[derive(Debug)]
+pub struct Broker {
+    config: Config,
+    limits: Limits,
+    index: SharedIndex<SessionKey>,
+    by_id: Mutex<HashMap<MqttString, Arc<SessionHandle>>>,
+    by_key: ShardedLock<Vec<Option<Arc<SessionHandle>>>>,
+    free_keys: Mutex<Vec<SessionKey>>,
+    retained: RwLock<RetainedTree<Retained>>,
+    store: Arc<dyn SessionStore>,
+    authenticator: Arc<dyn Authenticator>,
+    generations: AtomicU64,
+    assigned_ids: AtomicU64,
+    id_hasher: std::collections::hash_map::RandomState,
+    started: Instant,
+    /// The counters.
+    pub stats: Stats,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Broker {
+    /// A broker with this configuration, sessions kept in memory, and everyone allowed in.
+    pub fn new(config: Config, now: Instant) -> Self {
+        Self::with(
+            config,
+            now,
+            Arc::new(MemoryStore::new()),
+            Arc::new(AllowAll),
+        )
+    }
+
+    /// A broker with its own session store and authenticator.
+    pub fn with(
+        config: Config,
+        now: Instant,
+        store: Arc<dyn SessionStore>,
+        authenticator: Arc<dyn Authenticator>,
+    ) -> Self {
+        let limits = Limits {
+            max_inflight: config.max_inflight,
+            max_queued_messages: config.max_queued_messages,
+            max_queued_bytes: config.max_queued_bytes,
+            queue_qos0_offline: config.queue_qos0_offline,
+            max_incoming_qos2: config.max_incoming_qos2,
+        };
+        Self {
+            config,
+            limits,
+            index: SharedIndex::new(SubscriptionIndex::new()),
+            by_id: Mutex::new(HashMap::new()),
+            by_key: ShardedLock::new(Vec::new()),
+            free_keys: Mutex::new(Vec::new()),
+            retained: RwLock::new(RetainedTree::new()),
+            store,
+            authenticator,
+            generations: AtomicU64::new(1),
+            assigned_ids: AtomicU64::new(0),
+            id_hasher: std::collections::hash_map::RandomState::new(),
+            started: now,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// When the broker started (for `$SYS/broker/uptime`).
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Sessions known (connected or persistent and offline).
+    pub fn session_count(&self) -> usize {
+        lock(&self.by_id).len()
+    }
+
+    /// Subscriptions held.
+    pub fn subscription_count(&self) -> usize {
+        self.index.read().len()
+    }
+
+    /// Retained messages held.
+    pub fn retained_count(&self) -> usize {
+        self.retained
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// The session of `client_id`, if there is one.
+    pub fn session(&self, client_id: &str) -> Option<Arc<SessionHandle>> {
+        lock(&self.by_id).get(client_id).cloned()
+    }
+
+    /// Handles a CONNECT: checks it (client identifier, keep alive, credentials), takes over a
+    /// session already connected under the same identifier (publishing the old connection's
+    /// will), resumes or discards a stored session as Clean Session says, and attaches the new
+    /// connection. The caller then sends CONNACK.
+    ///
+    /// # Errors
+    /// The CONNACK reason to refuse the connection with.
+    pub fn connect(&self, connect: &Connect, now: Instant) -> Result<Connected, ReasonCode> {
+        let version = connect.protocol;
+        let mut assigned_client_id = None;
+        let client_id = if connect.client_id.is_empty() {
+            // MQTT 3.1 requires 1 to 23 characters; 3.1.1 lets the server assign an identifier
+            // to a clean session [MQTT-3.1.3-6] and refuses a persistent one [MQTT-3.1.3-8].
+            if version == ProtocolVersion::V3_1 || !connect.clean_start {
+                return Err(ReasonCode::ClientIdentifierNotValid);
+            }
+            // Unique (a counter) and not guessable (hashed with this process's random key), so
+            // that no client can pick, and take over, an identifier the broker will assign.
+            let n = self.assigned_ids.fetch_add(1, Ordering::Relaxed);
+            let id = MqttString::try_from(format!("auto-{n}-{:016x}", self.id_hasher.hash_one(n)))
+                .map_err(|_| ReasonCode::ServerUnavailable)?;
+            assigned_client_id = Some(id.clone());
+            id
+        } else {
+            // Copied so that a session kept for hours does not pin its CONNECT packet.
+            connect.client_id.copied_string()
+        };
+        let too_long = match version {
+            ProtocolVersion::V3_1 => client_id.chars().count() > 23,
+            _ => client_id.len() > self.config.max_client_id_len,
+        };
+        if too_long {
+            return Err(ReasonCode::ClientIdentifierNotValid);
+        }
+        // As Mosquitto: with a maximum below 65,535, a 3.x client asking for more (or for none,
+        // keep alive 0) is refused, since 3.x cannot be told to use less.
+        let max = self.config.max_keepalive_secs;
+        if !version.is_v5()
+            && max < u16::MAX
+            && (connect.keep_alive == 0 || connect.keep_alive > max)
+        {
+            return Err(ReasonCode::ClientIdentifierNotValid);
+        }
+        self.authenticator.authenticate(
+            &client_id,
+            connect.username.as_deref(),
+            connect.password.as_ref().map(|p| p.expose().as_ref()),
+        )?;
+
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed);
+        let attach = Attach {
+            version,
+            keep_alive: connect.keep_alive,
+            will: connect.will.clone(),
+        };
+        let mut old_will = None;
+        let mut by_id = lock(&self.by_id);
+        let (handle, session_present) = match by_id.get(&client_id).cloned() {
+            Some(handle) => {
+                let mut slot = handle.lock();
+                if slot.owner != 0 {
+                    // Takeover [MQTT-3.1.4-2]: the old connection ends as if its network had
+                    // failed, so its will is published.
+                    old_will = slot.session.detach(false);
+                    handle.wake();
+                }
+                let resume = !connect.clean_start && slot.session.is_persistent();
+                if !resume {
+                    slot.session.clear();
+                }
+                slot.session.set_persistent(!connect.clean_start);
+                slot.owner = generation;
+                slot.session.attach(attach, now);
+                drop(slot);
+                (handle, resume)
+            }
+            None => {
+                let key = self.allocate_key();
+                let mut session =
+                    Session::new(client_id.clone(), !connect.clean_start, self.limits);
+                session.attach(attach, now);
+                let handle = Arc::new(SessionHandle {
+                    key,
+                    client_id: client_id.clone(),
+                    slot: Mutex::new(Slot {
+                        session,
+                        owner: generation,
+                    }),
+                    wake: Notify::new(),
+                });
+                self.set_key(key, Some(Arc::clone(&handle)));
+                by_id.insert(handle.client_id.clone(), Arc::clone(&handle));
+                (handle, false)
+            }
+        };
+        drop(by_id);
+        if !session_present {
+            self.index.write().remove_session(&handle.key);
+        }
+        self.index.write().set_available(handle.key, true);
+        if connect.clean_start {
+            self.store.remove(&client_id);
+        }
+        let connected = self.stats.connected.fetch_add(1, Ordering::Relaxed) + 1;
+        self.stats
+            .max_connected
+            .fetch_max(connected, Ordering::Relaxed);
+        if let Some(will) = old_will {
+            self.publish_will(will, &handle);
+        }
+        Ok(Connected {
+            handle,
+            generation,
+            session_present,
+            assigned_client_id,
+        })
+    }
+
+    /// Ends a connection: its will is published unless it said DISCONNECT (`graceful`); a
+    /// non-persistent session ends with it; a persistent one is kept (and saved) for the client
+    /// to come back to. Does nothing if the connection was taken over meanwhile.
+    pub fn disconnect(&self, handle: &Arc<SessionHandle>, generation: u64, graceful: bool) {
+        let mut by_id = lock(&self.by_id);
+        let mut slot = handle.lock();
+        if slot.owner != generation {
+            return;
+        }
+        slot.owner = 0;
+        let will = slot.session.detach(graceful);
+        let persistent = slot.session.is_persistent();
+        if persistent {
+            self.store.save(&slot.session);
+        } else {
+            slot.session.clear();
+            by_id.remove(&handle.client_id);
+        }
+        drop(slot);
+        drop(by_id);
+        self.stats.connected.fetch_sub(1, Ordering::Relaxed);
+        if persistent {
+            self.index.write().set_available(handle.key, false);
+        } else {
+            self.index.write().remove_session(&handle.key);
+            self.set_key(handle.key, None);
+            lock(&self.free_keys).push(handle.key);
+        }
+        if let Some(will) = will {
+            self.publish_will(will, handle);
+        }
+    }
+
+    fn publish_will(&self, will: Will, from: &SessionHandle) {
+        let mut publish = Publish::new(will.topic, will.payload);
+        publish.retain = will.retain;
+        publish.qos = match will.qos {
+            QoS::AtMostOnce => QosPid::AtMostOnce,
+            // The packet identifier of a routed message is not used: each delivery has its own.
+            QoS::AtLeastOnce => {
+                QosPid::AtLeastOnce(mqtt_codec::PacketId::from(std::num::NonZeroU16::MIN))
+            }
+            QoS::ExactlyOnce => {
+                QosPid::ExactlyOnce(mqtt_codec::PacketId::from(std::num::NonZeroU16::MIN))
+            }
+        };
+        self.publish(Arc::new(publish), Some(from));
+    }
+
+    /// Routes a message: stores or clears it as retained, and hands it to every session with a
+    /// matching subscription, at the lower of its QoS and the subscription's [MQTT-3.8.4-x], once
+    /// per session [MQTT-3.3.5-1]. Messages to `$SYS` topics from clients are dropped.
+    pub fn publish(&self, publish: Arc<Publish>, from: Option<&SessionHandle>) {
+        if from.is_some() && publish.topic.starts_with("$SYS") {
+            return;
+        }
+        let qos = publish.qos.qos();
+        if publish.retain && self.config.retain_available {
+            let mut retained = self
+                .retained
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if publish.payload.is_empty() {
+                // A zero-byte retained message clears the topic and is never stored
+                // [MQTT-3.3.1-10, MQTT-3.3.1-11].
+                retained.remove(&publish.topic);
+            } else {
+                // A small message is copied so that it does not pin the (much larger) read
+                // buffer its packet was split from; a large one is kept as it is.
+                let payload = if publish.payload.len() <= 4096 {
+                    Bytes::copy_from_slice(&publish.payload)
+                } else {
+                    publish.payload.clone()
+                };
+                let mut kept = Publish::new(publish.topic.copied(), payload);
+                kept.set_properties(publish.properties().clone());
+                retained.insert(
+                    kept.topic.clone(),
+                    Retained {
+                        publish: Arc::new(kept),
+                        qos,
+                    },
+                );
+            }
+        }
+        let mut deliveries = Vec::new();
+        self.index.read().matches(
+            &publish.topic,
+            Publisher {
+                session: from.map(SessionHandle::key),
+                client_id: from.map_or("", |h| h.client_id.as_str()),
+            },
+            &mut deliveries,
+        );
+        let by_key = self.by_key.read().unwrap_or_else(PoisonError::into_inner);
+        for d in deliveries {
+            let Some(Some(handle)) = by_key.get(d.session as usize) else {
+                continue;
+            };
+            let delivery = Delivery {
+                publish: Arc::clone(&publish),
+                qos: qos.min(d.qos),
+                // Forwarded to an existing subscription: RETAIN is cleared [MQTT-3.3.1-9]
+                // unless the subscription asked to keep it (5.0 Retain As Published).
+                retain: d.retain_as_published && publish.retain,
+            };
+            let mut slot = handle.lock();
+            let before = slot.session.stats().dropped_queue_full;
+            let wake = slot.session.deliver(delivery);
+            let dropped = slot.session.stats().dropped_queue_full - before;
+            drop(slot);
+            if dropped > 0 {
+                self.stats
+                    .publish_dropped
+                    .fetch_add(dropped, Ordering::Relaxed);
+            }
+            if wake {
+                handle.wake();
+            }
+        }
+    }
+
+    /// Handles a SUBSCRIBE: adds (or replaces) each subscription [MQTT-3.8.4-3] at the granted
+    /// QoS, refuses with 0x80 a filter that breaks a limit, answers with SUBACK (same packet
+    /// identifier [MQTT-3.8.4-2], one code per filter in order [MQTT-3.9.3-1]), then sends the
+    /// matching retained messages with RETAIN set [MQTT-3.3.1-6, MQTT-3.3.1-8].
+    pub fn subscribe(&self, handle: &SessionHandle, subscribe: &Subscribe) {
+        let mut codes = Vec::with_capacity(subscribe.subscriptions.len());
+        let mut retained = Vec::new();
+        for s in &subscribe.subscriptions {
+            let count = handle.lock().session.subscription_count();
+            let refused = s.filter.check_levels(self.config.max_topic_levels).is_err()
+                || count >= self.config.max_subscriptions_per_session;
+            if refused {
+                codes.push(ReasonCode::UnspecifiedError);
+                continue;
+            }
+            let data = SubscriptionData {
+                options: s.options,
+                identifier: subscribe.properties.subscription_identifier,
+            };
+            self.index.write().insert(handle.key, &s.filter, data);
+            handle.lock().session.add_subscription(&s.filter, data);
+            codes.push(match s.options.qos {
+                QoS::AtMostOnce => ReasonCode::Success,
+                QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+                QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+            });
+            // Shared subscriptions get no retained messages (MQTT 5.0 section 4.8.2).
+            if !s.filter.is_shared() {
+                self.retained
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .for_each_match(&s.filter, |_, r| {
+                        retained.push(Delivery {
+                            publish: Arc::clone(&r.publish),
+                            qos: r.qos.min(s.options.qos),
+                            retain: true,
+                        });
+                    });
+            }
+        }
+        let mut slot = handle.lock();
+        slot.session
+            .send(Packet::SubAck(SubAck::new(subscribe.packet_id, codes)));
+        for d in retained {
+            slot.session.deliver(d);
+        }
+        if slot.session.is_persistent() && slot.owner != 0 {
+            self.store.save(&slot.session);
+        }
+    }
+
+    /// Handles an UNSUBSCRIBE: removes each subscription that exists [MQTT-3.10.4-1] and
+    /// answers with UNSUBACK even if none did [MQTT-3.10.4-4, MQTT-3.10.4-5].
+    pub fn unsubscribe(&self, handle: &SessionHandle, unsubscribe: &Unsubscribe) {
+        let mut codes = Vec::with_capacity(unsubscribe.filters.len());
+        for f in &unsubscribe.filters {
+            let existed = self.index.write().remove(&handle.key, f).is_some();
+            handle.lock().session.remove_subscription(f);
+            codes.push(if existed {
+                ReasonCode::Success
+            } else {
+                ReasonCode::NoSubscriptionExisted
+            });
+        }
+        let mut slot = handle.lock();
+        slot.session.send(Packet::UnsubAck(UnsubAck::new(
+            unsubscribe.packet_id,
+            codes,
+        )));
+        if slot.session.is_persistent() {
+            self.store.save(&slot.session);
+        }
+    }
+
+    /// Handles one packet from the client attached to `handle` (connection `generation`): the
+    /// session machine answers it, and what it asks of the broker (routing, subscribing,
+    /// unsubscribing) is done before returning.
+    ///
+    /// # Errors
+    /// A [`Close`] when the connection must end because of the client (protocol violation,
+    /// a topic deeper than `max_topic_levels`); its will is then published by
+    /// [`Broker::disconnect`].
+    pub fn handle_packet(
+        &self,
+        handle: &Arc<SessionHandle>,
+        generation: u64,
+        packet: Packet,
+        now: Instant,
+    ) -> Result<Flow, Close> {
+        self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
+        if let Packet::Publish(p) = &packet {
+            self.stats.publish_received.fetch_add(1, Ordering::Relaxed);
+            if p.topic.check_levels(self.config.max_topic_levels).is_err() {
+                return Err(Close::Violation {
+                    statement: None,
+                    detail: "topic name deeper than max_topic_levels",
+                    reason: ReasonCode::TopicNameInvalid,
+                });
+            }
+        }
+        let action = {
+            let mut slot = handle.lock();
+            if slot.owner != generation {
+                return Ok(Flow::TakenOver);
+            }
+            slot.session.handle_packet(packet, now)?
+        };
+        match action {
+            None => {}
+            Some(Action::Route(publish)) => self.publish(publish, Some(handle)),
+            Some(Action::Subscribe(s)) => self.subscribe(handle, &s),
+            Some(Action::Unsubscribe(u)) => self.unsubscribe(handle, &u),
+            Some(Action::Disconnect) => return Ok(Flow::Disconnect),
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Publishes the `$SYS/broker/...` topics (retained, as Mosquitto does).
+    pub fn publish_sys(&self, now: Instant) {
+        for (topic, value) in crate::sys::values(self, now) {
+            let Ok(topic) = TopicName::try_from(topic) else {
+                continue;
+            };
+            let mut publish = Publish::new(topic, Bytes::from(value));
+            publish.retain = true;
+            self.publish(Arc::new(publish), None);
+        }
+    }
+
+    fn allocate_key(&self) -> SessionKey {
+        if let Some(key) = lock(&self.free_keys).pop() {
+            return key;
+        }
+        let by_key = self.by_key.read().unwrap_or_else(PoisonError::into_inner);
+        u32::try_from(by_key.len()).unwrap_or(u32::MAX)
+    }
+
+    fn set_key(&self, key: SessionKey, handle: Option<Arc<SessionHandle>>) {
+        let mut by_key = self.by_key.write().unwrap_or_else(PoisonError::into_inner);
+        let i = key as usize;
+        if by_key.len() <= i {
+            by_key.resize(i + 1, None);
+        }
+        if let Some(slot) = by_key.get_mut(i) {
+            *slot = handle;
+        }
+    }
+}
+
+/// A copy of a string in its own buffer, so a handle does not pin a CONNECT packet.
+trait CopiedString {
+    fn copied_string(&self) -> MqttString;
+}
+
+impl CopiedString for MqttString {
+    fn copied_string(&self) -> MqttString {
+        MqttString::try_from(self.as_str()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,45 @@
+//! MQTT sessions on the server side: the session state that can outlive a connection, and the
+//! per-connection protocol machine that drives it. No I/O, no clock: time is a parameter
+//! (`now`), packets come in as decoded [`mqtt_codec::Packet`]s and go out as [`Outgoing`] items
+//! for the driver to encode and write.
+//!
+//! # Data flow
+//!
+//! ```text
+//!  client bytes ─▶ codec ─▶ Session::handle_packet(packet, now) ─▶ Action (route, subscribe, …)
+//!                                  │                                         │ (the broker)
+//!                                  ▼                                         ▼
+//!                           Session::take_outbox()  ◀── Session::deliver(delivery, now)
+//!                                  │
+//!                                  ▼
+//!                       driver encodes and writes
+//! ```
+//!
+//! A [`Session`] is attached to at most one connection at a time ([`Session::attach`],
+//! [`Session::detach`]). While attached it answers the client's packets, keeps the keepalive
+//! deadline, and sends deliveries through an in-flight window of QoS 1 and 2 messages (the rest
+//! wait in a bounded queue). Detached, a persistent session keeps its subscriptions' messages in
+//! the same queue until the client comes back, when unacknowledged messages are sent again with
+//! DUP, in their original order.
+//!
+//! What it deliberately does not do: routing, the subscription index, retained messages,
+//! authentication and the session registry belong to the broker; the session only says what the
+//! client asked for ([`Action`]).
+//!
+//! The [`store::SessionStore`] trait keeps sessions whose client is gone; the in-memory
+//! [`store::MemoryStore`] is the default.
+
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+mod session;
+pub mod store;
+
+pub use session::{Action, Attach, Close, Delivery, Limits, Outgoing, Session, SessionStats};
