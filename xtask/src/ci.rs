@@ -36,6 +36,8 @@ fn steps(root: &Path, fuzz_seconds: u64, report: &mut Report) -> Result<()> {
     };
     // First, so that a missing nightly fails the run at once rather than after the tests.
     report.step("fuzz prerequisites", tools::ensure_tools)?;
+    // Also before the long steps: the interoperability tests of `test` run these peers.
+    report.step("peers", ensure_peers)?;
     report.step("fmt", || {
         tools::run(cargo_in_root().args(["fmt", "--all", "--check"]))
     })?;
@@ -75,6 +77,19 @@ fn steps(root: &Path, fuzz_seconds: u64, report: &mut Report) -> Result<()> {
         tools::run(cargo_in_root().args(["bench", "--workspace", "--no-run", "--locked"]))
     })?;
     Ok(())
+}
+
+/// Installs (as root) or names the programs the interoperability tests in
+/// `crates/mqtt-broker/tests/` run: the Mosquitto broker and clients (`stdbuf` lets the tests
+/// read `mosquitto_sub` output line by line), and Python 3 with paho-mqtt 2.x.
+fn ensure_peers() -> Result<()> {
+    tools::ensure_debian_packages(&[
+        ("mosquitto", "/usr/sbin/mosquitto"),
+        ("mosquitto-clients", "mosquitto_pub"),
+        ("coreutils", "stdbuf"),
+        ("python3", "python3"),
+    ])?;
+    tools::ensure_pip_packages(&[("paho-mqtt>=2,<3", "paho")])
 }
 
 /// The steps run so far: name, wall time, success.

@@ -4,7 +4,8 @@
 //! - `fuzz <target> [seconds]`: one fuzz target from the committed seed corpus.
 //! - `fuzz-seeds`: regenerates that seed corpus from packets built with the codec.
 //!
-//! It only orchestrates other tools (`cargo`, `rustup`, `cargo fuzz`); the repository rules
+//! It only orchestrates other tools (`cargo`, `rustup`, `cargo fuzz`, and `apt-get` and `pip` for
+//! the interoperability tests' peers: Mosquitto, its clients, paho-mqtt); the repository rules
 //! that can be checked as ordinary tests live in `tidy.rs` and run with `cargo test`.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -25,7 +26,9 @@ usage: cargo xtask <command>
 
 commands:
   ci                       fmt, clippy, tests, docs, a bounded run of every fuzz target, benches
-                           (fuzz seconds per target: XTASK_FUZZ_SECONDS, default 20)
+                           (fuzz seconds per target: XTASK_FUZZ_SECONDS, default 20); installs
+                           the interop test peers if missing (mosquitto, mosquitto-clients,
+                           paho-mqtt 2.x) when run as root
   fuzz <target> [seconds]  run one fuzz target from the seed corpus (default 60 s)
   fuzz-seeds               regenerate fuzz/corpus/<target>/seed-* deterministically
   help                     this text";

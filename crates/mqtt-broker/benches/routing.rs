@@ -34,12 +34,18 @@ fn setup(subscribers: usize, qos: QoS) -> (Broker, Vec<Arc<SessionHandle>>, Arc<
                 MqttString::try_from(format!("sub-{i}")).unwrap(),
             );
             let h = broker.connect(&c, Instant::now()).unwrap().handle;
-            broker.subscribe(&h, &Subscribe::new(PacketId::new(1).unwrap(), filter.clone(), qos));
+            broker.subscribe(
+                &h,
+                &Subscribe::new(PacketId::new(1).unwrap(), filter.clone(), qos),
+            );
             h.lock().session.take_outbox();
             h
         })
         .collect();
-    let c = Connect::new(ProtocolVersion::V3_1_1, MqttString::try_from("publisher").unwrap());
+    let c = Connect::new(
+        ProtocolVersion::V3_1_1,
+        MqttString::try_from("publisher").unwrap(),
+    );
     let publisher = broker.connect(&c, Instant::now()).unwrap().handle;
     (broker, handles, publisher)
 }
