@@ -3,7 +3,7 @@
 //! leaves, breaks the protocol, times out, is taken over, or the server shuts down.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -23,25 +23,13 @@ use crate::server::Peer;
 /// Bytes read at a time when no frame is under way.
 const READ_CHUNK: usize = 4096;
 
-/// Warnings about misbehaving clients, at most this many a second (the rest are counted).
-const WARNINGS_PER_SECOND: u64 = 20;
+/// How long one write may take: a client that stops reading is disconnected, rather than
+/// holding its task (and connection) forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Logs a peer's violation, rate limited so that a flood of bad clients cannot flood the log.
 fn warn_violation(peer: Peer, client_id: &str, what: &dyn std::fmt::Display) {
-    static WINDOW: AtomicU64 = AtomicU64::new(0);
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    let second = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if WINDOW.swap(second, Ordering::Relaxed) != second {
-        let suppressed = COUNT
-            .swap(0, Ordering::Relaxed)
-            .saturating_sub(WARNINGS_PER_SECOND);
-        if suppressed > 0 {
-            tracing::warn!(suppressed, "protocol violation warnings suppressed");
-        }
-    }
-    if COUNT.fetch_add(1, Ordering::Relaxed) < WARNINGS_PER_SECOND {
+    if crate::core::WARNINGS.allow() {
         tracing::warn!(%peer, client_id, "closing connection: {what}");
     }
 }
@@ -339,7 +327,7 @@ async fn flush(
             }
         }
     }
-    writer.write_all(&out).await?;
+    write_all(writer, &out).await?;
     let s = &broker.stats;
     s.bytes_sent.fetch_add(out.len() as u64, Ordering::Relaxed);
     s.messages_sent.fetch_add(packets, Ordering::Relaxed);
@@ -362,7 +350,7 @@ async fn write_packets(
             broker.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
         }
     }
-    writer.write_all(&out).await?;
+    write_all(writer, &out).await?;
     broker
         .stats
         .bytes_sent
@@ -370,4 +358,15 @@ async fn write_packets(
     // Give the peer a moment to read before the socket closes behind the write.
     let _ = tokio::time::timeout(Duration::from_millis(100), writer.flush()).await;
     Ok(())
+}
+
+/// Writes everything, within [`WRITE_TIMEOUT`].
+async fn write_all(writer: &mut OwnedWriteHalf, bytes: &[u8]) -> std::io::Result<()> {
+    match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(bytes)).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "client not reading",
+        )),
+    }
 }

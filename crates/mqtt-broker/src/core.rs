@@ -34,6 +34,48 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 
+/// Warnings caused by clients, at most this many a second (then one line says how many were
+/// suppressed): a flood of bad clients cannot flood the log.
+const WARNINGS_PER_SECOND: u64 = 20;
+
+/// The rate limit of client-caused warnings, shared by the whole process.
+pub(crate) static WARNINGS: RateLimit = RateLimit::new(WARNINGS_PER_SECOND);
+
+/// A per-second budget of log lines.
+#[derive(Debug)]
+pub(crate) struct RateLimit {
+    per_second: u64,
+    window: AtomicU64,
+    count: AtomicU64,
+}
+
+impl RateLimit {
+    const fn new(per_second: u64) -> Self {
+        Self {
+            per_second,
+            window: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether one more line may be logged now.
+    pub(crate) fn allow(&self) -> bool {
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.window.swap(second, Ordering::Relaxed) != second {
+            let suppressed = self
+                .count
+                .swap(0, Ordering::Relaxed)
+                .saturating_sub(self.per_second);
+            if suppressed > 0 {
+                tracing::warn!(suppressed, "client warnings suppressed in the last second");
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed) < self.per_second
+    }
+}
+
 /// The index's key for a session: small and dense, reused after the session ends.
 pub type SessionKey = u32;
 
@@ -499,6 +541,12 @@ impl Broker {
                 self.stats
                     .publish_dropped
                     .fetch_add(dropped, Ordering::Relaxed);
+                if WARNINGS.allow() {
+                    tracing::warn!(
+                        client_id = %handle.client_id,
+                        "queue full (max_queued_messages / max_queued_bytes): message dropped"
+                    );
+                }
             }
             if wake {
                 handle.wake();
