@@ -3,19 +3,19 @@
 //! leaves, breaks the protocol, times out, is taken over, or the server shuts down.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use mqtt_codec::{
-    ConnAck, Connect, Decoder, Error as CodecError, PROTOCOL_MAX_PACKET_SIZE, Packet,
-    ProtocolVersion, ReasonCode,
+    ConnAck, Decoder, Error as CodecError, PROTOCOL_MAX_PACKET_SIZE, Packet, ProtocolVersion,
+    ReasonCode,
 };
 use mqtt_session::{Close, Outgoing};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::core::{Broker, Connected, Flow, SessionHandle};
 use crate::server::Peer;
@@ -24,8 +24,11 @@ use crate::server::Peer;
 const READ_CHUNK: usize = 4096;
 
 /// How long one write may take: a client that stops reading is disconnected, rather than
-/// holding its task (and connection) forever.
+/// holding its writer (and connection) forever.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a closing connection's writer gets to write what is left.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Logs a peer's violation, rate limited so that a flood of bad clients cannot flood the log.
 fn warn_violation(peer: Peer, client_id: &str, what: &dyn std::fmt::Display) {
@@ -102,6 +105,7 @@ pub(crate) async fn run(
     let Connected {
         handle,
         generation,
+        waker,
         session_present,
         ..
     } = connected;
@@ -122,10 +126,14 @@ pub(crate) async fn run(
     {
         End::Abnormal
     } else {
-        serve(
-            &connect, &handle, generation, &broker, peer, reader, writer, decoder, buf, stop,
-        )
-        .await
+        let link = Link {
+            handle: Arc::clone(&handle),
+            generation,
+            waker,
+            broker: Arc::clone(&broker),
+            version,
+        };
+        serve(link, peer, reader, writer, decoder, buf, stop).await
     };
     let (graceful, reason) = match end {
         End::Graceful => (true, "disconnected"),
@@ -140,89 +148,136 @@ pub(crate) async fn run(
     tracing::info!(%peer, client_id = %handle.client_id(), reason, "client disconnected");
 }
 
-/// The connected part of a connection's life.
-#[allow(clippy::too_many_arguments)]
-async fn serve(
-    connect: &Connect,
-    handle: &Arc<SessionHandle>,
+/// What a connection's reader and writer share.
+#[derive(Clone)]
+struct Link {
+    handle: Arc<SessionHandle>,
     generation: u64,
-    broker: &Broker,
+    waker: Arc<Notify>,
+    broker: Arc<Broker>,
+    version: ProtocolVersion,
+}
+
+/// How the writer ended.
+enum WriterEnd {
+    /// Told to finish, after writing what was left.
+    Finished,
+    /// Another connection took the session over.
+    TakenOver,
+    /// The write failed or timed out (the client is gone, or not reading).
+    Failed,
+}
+
+/// The connected part of a connection's life. The reader (this task) decodes and handles the
+/// client's packets and keeps the keep alive; a writer task writes whatever the session has to
+/// say. A client that stops reading therefore blocks only its writer: its keep alive is still
+/// enforced and its will still published.
+async fn serve(
+    link: Link,
     peer: Peer,
     mut reader: OwnedReadHalf,
-    mut writer: OwnedWriteHalf,
+    writer: OwnedWriteHalf,
     mut decoder: Decoder,
     mut buf: BytesMut,
     mut stop: watch::Receiver<bool>,
 ) -> End {
-    let version = connect.protocol;
-    let client_id = handle.client_id().to_string();
-    // Whatever attaching queued (messages re-sent on resume) goes out right after CONNACK.
-    if flush(handle, generation, &mut writer, broker, version)
-        .await
-        .is_err()
-    {
-        return End::Abnormal;
-    }
-    loop {
-        let deadline = handle.lock().session.deadline();
+    let closing = Arc::new(AtomicBool::new(false));
+    let mut writer_task = tokio::spawn(write_loop(link.clone(), writer, Arc::clone(&closing)));
+    // Packets that arrived with CONNECT are handled at once, before waiting for more.
+    let mut end = handle_buffered(&link, peer, &mut decoder, &mut buf);
+    while end.is_none() {
+        let deadline = link.handle.lock().session.deadline();
         let sleep = deadline.map(|d| tokio::time::sleep_until(d.into()));
-        tokio::select! {
+        end = tokio::select! {
             biased;
-            _ = stop.changed() => {
-                let _ = flush(handle, generation, &mut writer, broker, version).await;
-                return End::Shutdown;
-            }
-            () = handle.woken() => {
-                if handle.lock().owner != generation {
-                    return End::TakenOver;
+            _ = stop.changed() => Some(End::Shutdown),
+            written = &mut writer_task => Some(match written {
+                Ok(WriterEnd::TakenOver) => End::TakenOver,
+                _ => End::Abnormal,
+            }),
+            read = read_some(&mut reader, &mut buf) => match read {
+                Ok(0) | Err(_) => Some(End::Abnormal),
+                Ok(n) => {
+                    link.broker.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                    handle_buffered(&link, peer, &mut decoder, &mut buf)
                 }
-            }
-            read = read_some(&mut reader, &mut buf) => {
-                match read {
-                    Ok(0) | Err(_) => return End::Abnormal,
-                    Ok(n) => {
-                        broker.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
-                    }
-                }
-                // Every complete packet in the buffer, before writing the answers in one go.
-                loop {
-                    let packet = match decoder.decode(&mut buf) {
-                        Ok(Some(packet)) => packet,
-                        Ok(None) => break,
-                        Err(e) => {
-                            warn_violation(peer, &client_id, &e);
-                            return End::Abnormal;
-                        }
-                    };
-                    match broker.handle_packet(handle, generation, packet, Instant::now()) {
-                        Ok(Flow::Continue) => {}
-                        Ok(Flow::TakenOver) => return End::TakenOver,
-                        Ok(Flow::Disconnect) => {
-                            let _ = flush(handle, generation, &mut writer, broker, version).await;
-                            return End::Graceful;
-                        }
-                        Err(close) => {
-                            log_close(peer, &client_id, &close);
-                            let _ = flush(handle, generation, &mut writer, broker, version).await;
-                            return End::Abnormal;
-                        }
-                    }
-                }
-            }
+            },
             () = async { if let Some(s) = sleep { s.await } }, if deadline.is_some() => {
-                let expired = handle.lock().session.handle_timeout(Instant::now());
-                if let Err(close) = expired {
-                    log_close(peer, &client_id, &close);
-                    return End::Abnormal;
-                }
+                let expired = link.handle.lock().session.handle_timeout(Instant::now());
+                expired.err().map(|close| {
+                    log_close(peer, link.handle.client_id(), &close);
+                    End::Abnormal
+                })
+            }
+        };
+    }
+    let end = end.unwrap_or(End::Abnormal);
+    match end {
+        // A connection that failed gets nothing more written: its writer may be stuck on a
+        // client that does not read.
+        End::Abnormal | End::TakenOver => writer_task.abort(),
+        // Otherwise the writer writes what is left (a shutdown flushes the queues), within a
+        // bound.
+        End::Graceful | End::Shutdown => {
+            closing.store(true, Ordering::Release);
+            link.waker.notify_one();
+            if tokio::time::timeout(FINISH_TIMEOUT, &mut writer_task)
+                .await
+                .is_err()
+            {
+                writer_task.abort();
             }
         }
-        if flush(handle, generation, &mut writer, broker, version)
-            .await
-            .is_err()
+    }
+    end
+}
+
+/// Handles every complete packet in the buffer; `Some` when the connection must end.
+fn handle_buffered(
+    link: &Link,
+    peer: Peer,
+    decoder: &mut Decoder,
+    buf: &mut BytesMut,
+) -> Option<End> {
+    loop {
+        let packet = match decoder.decode(buf) {
+            Ok(Some(packet)) => packet,
+            Ok(None) => return None,
+            Err(e) => {
+                warn_violation(peer, link.handle.client_id(), &e);
+                return Some(End::Abnormal);
+            }
+        };
+        match link
+            .broker
+            .handle_packet(&link.handle, link.generation, packet, Instant::now())
         {
-            return End::Abnormal;
+            Ok(Flow::Continue) => {}
+            Ok(Flow::TakenOver) => return Some(End::TakenOver),
+            Ok(Flow::Disconnect) => return Some(End::Graceful),
+            Err(close) => {
+                log_close(peer, link.handle.client_id(), &close);
+                return Some(End::Abnormal);
+            }
         }
+    }
+}
+
+/// Writes whatever the session has to say, whenever it is woken, until told to finish (after a
+/// last flush), taken over, or the write fails.
+async fn write_loop(link: Link, mut writer: OwnedWriteHalf, closing: Arc<AtomicBool>) -> WriterEnd {
+    loop {
+        if link.handle.lock().owner != link.generation {
+            return WriterEnd::TakenOver;
+        }
+        if flush(&link, &mut writer).await.is_err() {
+            return WriterEnd::Failed;
+        }
+        if closing.load(Ordering::Acquire) {
+            let _ = writer.shutdown().await;
+            return WriterEnd::Finished;
+        }
+        link.waker.notified().await;
     }
 }
 
@@ -292,16 +347,10 @@ impl std::fmt::Display for ReadError {
 }
 
 /// Writes what the session has to say, encoded in one buffer and one write.
-async fn flush(
-    handle: &SessionHandle,
-    generation: u64,
-    writer: &mut OwnedWriteHalf,
-    broker: &Broker,
-    version: ProtocolVersion,
-) -> std::io::Result<()> {
+async fn flush(link: &Link, writer: &mut OwnedWriteHalf) -> std::io::Result<()> {
     let outbox = {
-        let mut slot = handle.lock();
-        if slot.owner != generation {
+        let mut slot = link.handle.lock();
+        if slot.owner != link.generation {
             return Ok(());
         }
         slot.session.take_outbox()
@@ -314,21 +363,21 @@ async fn flush(
     let mut publishes = 0u64;
     for item in outbox {
         let written = match item {
-            Outgoing::Packet(p) => p.encode(version, PROTOCOL_MAX_PACKET_SIZE, &mut out),
+            Outgoing::Packet(p) => p.encode(link.version, PROTOCOL_MAX_PACKET_SIZE, &mut out),
             Outgoing::Publish { publish, envelope } => {
                 publishes += 1;
-                publish.encode_as(envelope, version, PROTOCOL_MAX_PACKET_SIZE, &mut out)
+                publish.encode_as(envelope, link.version, PROTOCOL_MAX_PACKET_SIZE, &mut out)
             }
         };
         match written {
             Ok(_) => packets += 1,
             Err(e) => {
-                tracing::warn!(client_id = %handle.client_id(), error = %e, "packet not sent")
+                tracing::warn!(client_id = %link.handle.client_id(), error = %e, "packet not sent");
             }
         }
     }
     write_all(writer, &out).await?;
-    let s = &broker.stats;
+    let s = &link.broker.stats;
     s.bytes_sent.fetch_add(out.len() as u64, Ordering::Relaxed);
     s.messages_sent.fetch_add(packets, Ordering::Relaxed);
     s.publish_sent.fetch_add(publishes, Ordering::Relaxed);

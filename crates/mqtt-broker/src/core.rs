@@ -105,14 +105,12 @@ impl Authenticator for AllowAll {
     }
 }
 
-/// A session as the broker holds it: the state machine behind a lock, and the means to wake the
-/// connection task attached to it.
+/// A session as the broker holds it: the state machine behind a lock.
 #[derive(Debug)]
 pub struct SessionHandle {
     key: SessionKey,
     client_id: MqttString,
     slot: Mutex<Slot>,
-    wake: Notify,
 }
 
 /// The locked part of a session handle.
@@ -123,6 +121,18 @@ pub struct Slot {
     /// The generation of the connection attached (0: none). A connection whose generation no
     /// longer matches was taken over and must stop.
     pub owner: u64,
+    /// Wakes the attached connection's writer: it has something to write, or was taken over.
+    /// Each connection has its own, so a takeover can never wake the wrong one.
+    pub waker: Option<Arc<Notify>>,
+}
+
+impl Slot {
+    /// Wakes the attached connection, if any.
+    pub fn wake(&self) {
+        if let Some(w) = &self.waker {
+            w.notify_one();
+        }
+    }
 }
 
 impl SessionHandle {
@@ -141,16 +151,6 @@ impl SessionHandle {
         // A panic while the lock was held cannot leave the machine half-updated in a way that
         // matters more than losing the broker: recover the guard.
         self.slot.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Completes when the session has something to write, or its connection was taken over.
-    pub async fn woken(&self) {
-        self.wake.notified().await;
-    }
-
-    /// Wakes the attached connection's task.
-    pub fn wake(&self) {
-        self.wake.notify_one();
     }
 }
 
@@ -202,6 +202,9 @@ pub struct Connected {
     pub handle: Arc<SessionHandle>,
     /// This connection's generation in the session.
     pub generation: u64,
+    /// Notified when the session has something for this connection to write, or when another
+    /// connection takes the session over.
+    pub waker: Arc<Notify>,
     /// CONNACK's session present flag.
     pub session_present: bool,
     /// Set when the broker chose the client identifier (the client sent an empty one).
@@ -364,6 +367,7 @@ impl Broker {
             will: connect.will.clone(),
         };
         let mut old_will = None;
+        let waker = Arc::new(Notify::new());
         let mut by_id = lock(&self.by_id);
         let (handle, session_present) = match by_id.get(&client_id).cloned() {
             Some(handle) => {
@@ -372,7 +376,7 @@ impl Broker {
                     // Takeover [MQTT-3.1.4-2]: the old connection ends as if its network had
                     // failed, so its will is published.
                     old_will = slot.session.detach(false);
-                    handle.wake();
+                    slot.wake();
                 }
                 let resume = !connect.clean_start && slot.session.is_persistent();
                 if !resume {
@@ -380,6 +384,7 @@ impl Broker {
                 }
                 slot.session.set_persistent(!connect.clean_start);
                 slot.owner = generation;
+                slot.waker = Some(Arc::clone(&waker));
                 slot.session.attach(attach, now);
                 drop(slot);
                 (handle, resume)
@@ -395,8 +400,8 @@ impl Broker {
                     slot: Mutex::new(Slot {
                         session,
                         owner: generation,
+                        waker: Some(Arc::clone(&waker)),
                     }),
-                    wake: Notify::new(),
                 });
                 self.set_key(key, Some(Arc::clone(&handle)));
                 by_id.insert(handle.client_id.clone(), Arc::clone(&handle));
@@ -421,6 +426,7 @@ impl Broker {
         Ok(Connected {
             handle,
             generation,
+            waker,
             session_present,
             assigned_client_id,
         })
@@ -436,6 +442,7 @@ impl Broker {
             return;
         }
         slot.owner = 0;
+        slot.waker = None;
         let will = slot.session.detach(graceful);
         let persistent = slot.session.is_persistent();
         if persistent {
@@ -534,7 +541,9 @@ impl Broker {
             };
             let mut slot = handle.lock();
             let before = slot.session.stats().dropped_queue_full;
-            let wake = slot.session.deliver(delivery);
+            if slot.session.deliver(delivery) {
+                slot.wake();
+            }
             let dropped = slot.session.stats().dropped_queue_full - before;
             drop(slot);
             if dropped > 0 {
@@ -547,9 +556,6 @@ impl Broker {
                         "queue full (max_queued_messages / max_queued_bytes): message dropped"
                     );
                 }
-            }
-            if wake {
-                handle.wake();
             }
         }
     }
@@ -600,6 +606,7 @@ impl Broker {
         for d in retained {
             slot.session.deliver(d);
         }
+        slot.wake();
         if slot.session.is_persistent() && slot.owner != 0 {
             self.store.save(&slot.session);
         }
@@ -623,6 +630,7 @@ impl Broker {
             unsubscribe.packet_id,
             codes,
         )));
+        slot.wake();
         if slot.session.is_persistent() {
             self.store.save(&slot.session);
         }
@@ -659,7 +667,11 @@ impl Broker {
             if slot.owner != generation {
                 return Ok(Flow::TakenOver);
             }
-            slot.session.handle_packet(packet, now)?
+            let action = slot.session.handle_packet(packet, now)?;
+            if slot.session.has_outgoing() {
+                slot.wake();
+            }
+            action
         };
         match action {
             None => {}
