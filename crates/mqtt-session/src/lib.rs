@@ -1,7 +1,7 @@
-//! MQTT sessions on the server side: the session state that can outlive a connection, and the
-//! per-connection protocol machine that drives it. No I/O, no clock: time is a parameter
-//! (`now`), packets come in as decoded [`mqtt_codec::Packet`]s and go out as [`Outgoing`] items
-//! for the driver to encode and write.
+//! MQTT sessions, on the server side and on the client side: the session state that can outlive
+//! a connection, and the per-connection protocol machine that drives it. No I/O, no clock: time
+//! is a parameter (`now`), packets come in as decoded [`mqtt_codec::Packet`]s and go out as
+//! [`Outgoing`] items for the driver to encode and write.
 //!
 //! # Data flow
 //!
@@ -26,6 +26,9 @@
 //! authentication and the session registry belong to the broker; the session only says what the
 //! client asked for ([`Action`]).
 //!
+//! The client side is [`client::ClientSession`]: the same bookkeeping seen from the other end
+//! (packet identifiers, messages in flight, QoS 2 receipts, keep alive), driven by `mqtt-client`.
+//!
 //! The [`store::SessionStore`] trait keeps sessions whose client is gone; the in-memory
 //! [`store::MemoryStore`] is the default.
 
@@ -39,6 +42,7 @@
     )
 )]
 
+pub mod client;
 mod session;
 pub mod store;
 
