@@ -210,6 +210,18 @@ impl<T> ClientSession<T> {
         self.version
     }
 
+    /// Changes the in-flight window, for example to the Receive Maximum of a 5.0 server's
+    /// CONNACK [MQTT-4.9.0-2]. Call it before [`ClientSession::connected`].
+    pub fn set_max_inflight(&mut self, max_inflight: u16) {
+        self.limits.max_inflight = max_inflight.max(1);
+    }
+
+    /// Changes the keep alive, for example to a 5.0 server's Server Keep Alive
+    /// [MQTT-3.2.2-21]. Call it before [`ClientSession::connected`].
+    pub fn set_keep_alive(&mut self, keep_alive: Option<Duration>) {
+        self.keep_alive = keep_alive.filter(|k| !k.is_zero());
+    }
+
     /// Whether a connection is up.
     pub fn is_connected(&self) -> bool {
         self.connected

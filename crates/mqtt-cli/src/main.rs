@@ -1,0 +1,2 @@
+//! The `mqtt` command.
+fn main() {}

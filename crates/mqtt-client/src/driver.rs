@@ -1,0 +1,694 @@
+//! The driver task: owns the connection and the [`ClientSession`], turns requests into packets
+//! and packets into events, and reconnects.
+//!
+//! One task per client. While connected it waits on everything at once (socket readable,
+//! socket writable with bytes to write, a request, room for an event, the keep alive timer), so
+//! a slow application, a slow server and the keep alive never block one another:
+//!
+//! - reads stop while the event queue is full (backpressure to the server, nothing dropped);
+//! - requests are taken only while fewer than `queue_capacity` publishes wait in the session;
+//! - bytes are written as they are produced, many packets per write.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mqtt_codec::{
+    Connect, Decoder, Disconnect, MqttString, Packet, ProtocolVersion, Publish, QoS, ReasonCode,
+    Secret, SubscribeProperties, Subscription, TopicFilter, TopicName, UnsubscribeProperties, Will,
+};
+use mqtt_session::client::{ClientClose, ClientEvent, ClientLimits, ClientSession};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until, timeout};
+use tracing::{debug, info, warn};
+
+use crate::client::{Event, Message, Shared};
+use crate::error::ConnectionError;
+use crate::{ConnectOptions, Error, tls};
+
+/// How much to read at a time when no frame is under way.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// A request from a [`Client`](crate::Client) handle.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Publish {
+        publish: Publish,
+        qos: QoS,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Subscribe {
+        subscriptions: Vec<Subscription>,
+        properties: SubscribeProperties,
+        reply: oneshot::Sender<Result<Vec<ReasonCode>, Error>>,
+    },
+    Unsubscribe {
+        filters: Vec<TopicFilter>,
+        properties: UnsubscribeProperties,
+        reply: oneshot::Sender<Result<Vec<ReasonCode>, Error>>,
+    },
+    Disconnect {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// The session machine's token: how to answer the request when it completes.
+#[derive(Debug)]
+enum Token {
+    Publish(oneshot::Sender<Result<(), Error>>),
+    Subscribe(oneshot::Sender<Result<Vec<ReasonCode>, Error>>),
+    Unsubscribe(oneshot::Sender<Result<Vec<ReasonCode>, Error>>),
+}
+
+impl Token {
+    fn fail(self, error: fn() -> Error) {
+        // The requester may have stopped waiting: nothing to do then.
+        let _ = match self {
+            Self::Publish(tx) => tx.send(Err(error())).map_err(drop),
+            Self::Subscribe(tx) | Self::Unsubscribe(tx) => tx.send(Err(error())).map_err(drop),
+        };
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// A connection the server accepted, with what was read past the CONNACK.
+struct Link {
+    stream: Box<dyn Io>,
+    buf: BytesMut,
+    decoder: Decoder,
+    session_present: bool,
+}
+
+/// What woke the driver up.
+enum Step {
+    /// A write (`true`: bytes went out) or a flush (`false`) finished.
+    Wrote(std::io::Result<bool>),
+    /// A read finished.
+    Read(std::io::Result<usize>),
+    /// A request arrived (`None`: every handle is gone).
+    Command(Option<Command>),
+    /// There is room for an event (or `Events` is gone).
+    Permit(Result<mpsc::OwnedPermit<Event>, mpsc::error::SendError<()>>),
+    /// The session's timer expired.
+    Timer,
+    /// Time to look again (the flush deadline of a disconnect).
+    Tick,
+}
+
+/// How a connection's service ended.
+enum End {
+    /// The connection failed; reconnect if configured.
+    Lost(ConnectionError),
+    /// The driver must stop (graceful disconnect done, or nobody is listening any more).
+    Stop(ConnectionError),
+}
+
+struct Driver {
+    options: ConnectOptions,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    session: ClientSession<Token>,
+    commands: mpsc::Receiver<Command>,
+    /// `false` once every [`Client`](crate::Client) is gone.
+    commands_open: bool,
+    events: mpsc::Sender<Event>,
+    /// Events waiting for room in `events`; `None` once [`Events`](crate::Events) is gone.
+    pending_events: Option<VecDeque<Event>>,
+    shared: Arc<Shared>,
+    first: Option<oneshot::Sender<Result<(), ConnectionError>>>,
+    /// A graceful disconnect under way: who to tell, and when to stop waiting for acks.
+    disconnect: Option<(Option<oneshot::Sender<()>>, Instant)>,
+    rng: u64,
+}
+
+/// Starts the driver task.
+pub(crate) fn spawn(
+    options: ConnectOptions,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    shared: Arc<Shared>,
+    first: Option<oneshot::Sender<Result<(), ConnectionError>>>,
+) -> Result<(), Error> {
+    let tls = match &options.tls {
+        Some(tls_options) => Some(
+            tls::client_config(tls_options)
+                .map_err(|e| Error::Connection(ConnectionError::from(e)))?,
+        ),
+        None => None,
+    };
+    let keep_alive = Some(options.keep_alive).filter(|k| !k.is_zero());
+    let session = ClientSession::new(
+        options.protocol,
+        keep_alive,
+        ClientLimits {
+            max_inflight: options.max_inflight,
+            ..ClientLimits::default()
+        },
+    );
+    let rng = seed();
+    let driver = Driver {
+        options,
+        tls,
+        session,
+        commands,
+        commands_open: true,
+        events,
+        pending_events: Some(VecDeque::new()),
+        shared,
+        first,
+        disconnect: None,
+        rng,
+    };
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| Error::InvalidOption {
+        option: "runtime",
+        reason: "the client must be started within a tokio runtime".into(),
+    })?;
+    handle.spawn(driver.run());
+    Ok(())
+}
+
+/// A random seed without a dependency: the standard library's per-process random hash keys.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    hasher.finish() | 1
+}
+
+impl Driver {
+    /// A uniform number in `[0, 1)` (xorshift64*).
+    fn random(&mut self) -> f64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let x = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    async fn run(mut self) {
+        let client_id = self.client_id();
+        let span =
+            tracing::info_span!("mqtt_client", client_id = %client_id, host = %self.options.host);
+        let _ = &span;
+        let mut attempt: u32 = 0;
+        loop {
+            let cause = match self.open(&client_id).await {
+                Ok(link) => {
+                    attempt = 0;
+                    info!(session_present = link.session_present, "connected");
+                    if let Some(first) = self.first.take() {
+                        let _ = first.send(Ok(()));
+                    }
+                    self.shared.connected.store(true, Ordering::Relaxed);
+                    self.emit(Event::Connected {
+                        session_present: link.session_present,
+                    });
+                    let end = self.serve(link).await;
+                    self.shared.connected.store(false, Ordering::Relaxed);
+                    self.session.disconnected();
+                    match end {
+                        End::Stop(reason) => {
+                            info!(%reason, "disconnected");
+                            self.emit(Event::Disconnected { reason });
+                            break;
+                        }
+                        End::Lost(reason) => {
+                            warn!(%reason, "connection lost");
+                            self.emit(Event::Disconnected {
+                                reason: reason.clone(),
+                            });
+                            reason
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "connection attempt failed");
+                    if let Some(first) = self.first.take() {
+                        let _ = first.send(Err(e));
+                        break;
+                    }
+                    e
+                }
+            };
+            if self.disconnect.is_some() || !self.someone_listens() {
+                break;
+            }
+            let Some(backoff) = self.options.reconnect else {
+                break;
+            };
+            attempt = attempt.saturating_add(1);
+            if backoff.max_attempts.is_some_and(|max| attempt > max) {
+                warn!(attempts = attempt - 1, "giving up reconnecting");
+                break;
+            }
+            let delay = backoff.delay(attempt, self.random());
+            debug!(attempt, ?delay, "reconnecting");
+            self.emit(Event::Reconnecting {
+                attempt,
+                delay,
+                cause,
+            });
+            if !self.pause(delay).await {
+                break;
+            }
+        }
+        self.finish().await;
+    }
+
+    /// The identifier to connect with: the configured one, or (3.1 needs one) a random one.
+    fn client_id(&mut self) -> String {
+        if self.options.client_id.is_empty() && self.options.protocol == ProtocolVersion::V3_1 {
+            let n = (self.random() * 1e12) as u64;
+            format!("mqtt-rs-{n:012}")
+        } else {
+            self.options.client_id.clone()
+        }
+    }
+
+    /// Whether anyone still uses the client: a handle, or the event stream.
+    fn someone_listens(&self) -> bool {
+        self.commands_open || self.pending_events.is_some()
+    }
+
+    /// Fails what is left, delivers the last events and stops.
+    async fn finish(mut self) {
+        let closed = if self.options.reconnect.is_none() && self.disconnect.is_none() {
+            || Error::Disconnected
+        } else {
+            || Error::Closed
+        };
+        for token in self.session.abandon() {
+            token.fail(closed);
+        }
+        self.commands.close();
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Publish { reply, .. } => Token::Publish(reply).fail(closed),
+                Command::Subscribe { reply, .. } => Token::Subscribe(reply).fail(closed),
+                Command::Unsubscribe { reply, .. } => Token::Unsubscribe(reply).fail(closed),
+                Command::Disconnect { reply } => {
+                    let _ = reply.send(());
+                }
+            }
+        }
+        if let Some((Some(reply), _)) = self.disconnect.take() {
+            let _ = reply.send(());
+        }
+        if let Some(first) = self.first.take() {
+            let _ = first.send(Err(ConnectionError::Requested));
+        }
+        if let Some(pending) = self.pending_events.take() {
+            for event in pending {
+                if self.events.send(event).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        if let Some(pending) = &mut self.pending_events {
+            pending.push_back(event);
+        }
+    }
+
+    /// Connects, handshakes and waits for an accepting CONNACK, within the connect timeout.
+    async fn open(&mut self, client_id: &str) -> Result<Link, ConnectionError> {
+        let limit = self.options.connect_timeout;
+        match timeout(limit, self.open_inner(client_id)).await {
+            Ok(result) => result,
+            Err(_) => Err(ConnectionError::ConnectTimeout),
+        }
+    }
+
+    async fn open_inner(&mut self, client_id: &str) -> Result<Link, ConnectionError> {
+        let host = self.options.host.as_str();
+        let tcp = TcpStream::connect((host, self.options.port)).await?;
+        tcp.set_nodelay(true)?;
+        let mut stream: Box<dyn Io> = match &self.tls {
+            Some(config) => {
+                let name = self
+                    .options
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.server_name_override());
+                Box::new(tls::connect(tcp, host, Arc::clone(config), name).await?)
+            }
+            None => Box::new(tcp),
+        };
+        let connect = self.connect_packet(client_id)?;
+        let version = self.options.protocol;
+        let mut out = BytesMut::new();
+        Packet::from(connect)
+            .encode(version, mqtt_codec::PROTOCOL_MAX_PACKET_SIZE, &mut out)
+            .map_err(|e| ConnectionError::Protocol(format!("cannot encode CONNECT: {e}")))?;
+        stream.write_all(&out).await?;
+        stream.flush().await?;
+
+        let mut decoder = Decoder::new(version).with_max_packet_size(self.options.max_packet_size);
+        let mut buf = BytesMut::new();
+        let packet = loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(packet)) => break packet,
+                Ok(None) => {}
+                Err(e) => return Err(ConnectionError::Protocol(e.to_string())),
+            }
+            if buf.capacity() == buf.len() {
+                buf.reserve(READ_CHUNK);
+            }
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Err(ConnectionError::Closed);
+            }
+        };
+        let Packet::ConnAck(connack) = packet else {
+            // [MQTT-3.2.0-1] The first packet from the server must be CONNACK.
+            return Err(ConnectionError::Protocol(format!(
+                "{:?} before CONNACK",
+                packet.packet_type()
+            )));
+        };
+        if connack.reason_code != ReasonCode::Success {
+            return Err(ConnectionError::Refused(connack.reason_code));
+        }
+        let properties = &connack.properties;
+        let mut max_inflight = self.options.max_inflight;
+        if let Some(receive_maximum) = properties.receive_maximum {
+            max_inflight = max_inflight.min(receive_maximum.get());
+        }
+        self.session.set_max_inflight(max_inflight);
+        if let Some(server_keep_alive) = properties.server_keep_alive {
+            self.session
+                .set_keep_alive(Some(Duration::from_secs(server_keep_alive.into())));
+        }
+        let max_packet = properties
+            .maximum_packet_size
+            .map_or(mqtt_codec::PROTOCOL_MAX_PACKET_SIZE, |m| m.get());
+        self.shared
+            .max_packet_size
+            .store(max_packet, Ordering::Relaxed);
+        Ok(Link {
+            stream,
+            buf,
+            decoder,
+            session_present: connack.session_present,
+        })
+    }
+
+    fn connect_packet(&self, client_id: &str) -> Result<Connect, ConnectionError> {
+        let o = &self.options;
+        let bad = |what: &str, e: mqtt_codec::TopicError| {
+            ConnectionError::Protocol(format!("invalid {what}: {e}"))
+        };
+        let mut connect = Connect::new(
+            o.protocol,
+            MqttString::try_from(client_id).map_err(|e| bad("client id", e))?,
+        );
+        connect.clean_start = o.clean_session;
+        connect.keep_alive = u16::try_from(o.keep_alive.as_secs()).unwrap_or(u16::MAX);
+        connect.username = o
+            .username
+            .as_deref()
+            .map(MqttString::try_from)
+            .transpose()
+            .map_err(|e| bad("user name", e))?;
+        connect.password = o.password.clone().map(Secret::new);
+        if let Some(will) = &o.will {
+            let topic =
+                TopicName::try_from(will.topic.as_str()).map_err(|e| bad("will topic", e))?;
+            let mut w = Will::new(topic, will.payload.clone());
+            w.qos = will.qos;
+            w.retain = will.retain;
+            connect.will = Some(w);
+        }
+        Ok(connect)
+    }
+
+    /// Waits `delay` before the next attempt, still taking requests (they wait in the
+    /// session) and delivering events. `false` when the driver must stop instead.
+    async fn pause(&mut self, delay: Duration) -> bool {
+        let deadline = Instant::now() + delay;
+        loop {
+            self.collect();
+            if self.disconnect.is_some() || !self.someone_listens() {
+                return false;
+            }
+            let can_take =
+                self.commands_open && self.session.pending() < self.options.queue_capacity;
+            let has_events = self.pending_events.as_ref().is_some_and(|p| !p.is_empty());
+            let events = self.events.clone();
+            let step = tokio::select! {
+                () = sleep_until(deadline) => return true,
+                command = self.commands.recv(), if can_take => Step::Command(command),
+                permit = events.reserve_owned(), if has_events => Step::Permit(permit),
+            };
+            match step {
+                Step::Command(command) => self.command(command),
+                Step::Permit(permit) => self.deliver(permit),
+                _ => {}
+            }
+        }
+    }
+
+    /// Takes a request (or notes that every handle is gone).
+    fn command(&mut self, command: Option<Command>) {
+        let Some(command) = command else {
+            self.commands_open = false;
+            return;
+        };
+        match command {
+            Command::Publish {
+                publish,
+                qos,
+                reply,
+            } => self.session.publish(publish, qos, Token::Publish(reply)),
+            Command::Subscribe {
+                subscriptions,
+                properties,
+                reply,
+            } => self
+                .session
+                .subscribe(subscriptions, properties, Token::Subscribe(reply)),
+            Command::Unsubscribe {
+                filters,
+                properties,
+                reply,
+            } => self
+                .session
+                .unsubscribe(filters, properties, Token::Unsubscribe(reply)),
+            Command::Disconnect { reply } => {
+                if self.disconnect.is_none() {
+                    let deadline = Instant::now() + self.options.flush_timeout;
+                    self.disconnect = Some((Some(reply), deadline));
+                } else {
+                    let _ = reply.send(());
+                }
+            }
+        }
+    }
+
+    /// Hands one waiting event to the application.
+    fn deliver(&mut self, permit: Result<mpsc::OwnedPermit<Event>, mpsc::error::SendError<()>>) {
+        match permit {
+            Ok(permit) => {
+                if let Some(event) = self.pending_events.as_mut().and_then(VecDeque::pop_front) {
+                    permit.send(event);
+                }
+            }
+            // The application dropped `Events`: nobody reads messages any more.
+            Err(_) => self.pending_events = None,
+        }
+    }
+
+    /// Answers completed requests and queues the session's events.
+    fn collect(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                ClientEvent::Message(publish) => self.emit(Event::Message(Message::new(publish))),
+                ClientEvent::Published { token, result } => {
+                    if let Token::Publish(tx) = token {
+                        let _ = tx.send(result.map_err(Error::Rejected));
+                    }
+                }
+                ClientEvent::Subscribed { token, codes }
+                | ClientEvent::Unsubscribed { token, codes } => match token {
+                    Token::Subscribe(tx) | Token::Unsubscribe(tx) => {
+                        let _ = tx.send(Ok(codes));
+                    }
+                    Token::Publish(_) => {}
+                },
+                ClientEvent::ResubscribeFailed { filter, code } => {
+                    warn!(%filter, ?code, "re-subscription refused");
+                    self.emit(Event::SubscriptionLost { filter, code });
+                }
+            }
+        }
+    }
+
+    /// Encodes what the session wants sent.
+    fn encode(&mut self, out: &mut BytesMut) {
+        let version = self.session.version();
+        let limit = self.shared.max_packet_size.load(Ordering::Relaxed);
+        while let Some(packet) = self.session.poll_transmit() {
+            if let Err(e) = packet.encode(version, limit, out) {
+                // Requests are checked before they are queued; this is a bug, not the peer's.
+                warn!(error = %e, "a packet could not be encoded and was dropped");
+            }
+        }
+    }
+
+    /// Serves one accepted connection until it ends.
+    async fn serve(&mut self, link: Link) -> End {
+        let Link {
+            stream,
+            mut buf,
+            mut decoder,
+            session_present,
+        } = link;
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        self.session
+            .connected(session_present, Instant::now().into_std());
+        let mut out = BytesMut::new();
+        let mut needs_flush = false;
+        // Packets that arrived with the CONNACK.
+        if let Err(end) = self.decode_all(&mut decoder, &mut buf) {
+            return end;
+        }
+        loop {
+            self.collect();
+            self.encode(&mut out);
+            if let Some((_, deadline)) = &self.disconnect {
+                let flushed = self.session.is_idle() || Instant::now() >= *deadline;
+                if flushed && out.is_empty() {
+                    return self.goodbye(writer).await;
+                }
+            } else if !self.someone_listens() {
+                // Nobody can make requests or read events: leave gracefully.
+                self.disconnect = Some((None, Instant::now() + self.options.flush_timeout));
+                continue;
+            }
+            let can_read = self
+                .pending_events
+                .as_ref()
+                .is_none_or(|p| p.len() < self.options.event_capacity);
+            let can_take = self.commands_open
+                && self.disconnect.is_none()
+                && self.session.pending() < self.options.queue_capacity;
+            let has_events = self.pending_events.as_ref().is_some_and(|p| !p.is_empty());
+            let timer = self.session.poll_timeout().map(Instant::from_std);
+            let flush_deadline = self.disconnect.as_ref().map(|(_, d)| *d);
+            if buf.capacity() == buf.len() {
+                buf.reserve(READ_CHUNK);
+            }
+            let events = self.events.clone();
+            let step = tokio::select! {
+                written = async {
+                    if out.is_empty() {
+                        writer.flush().await.map(|()| false)
+                    } else {
+                        writer.write_buf(&mut out).await.map(|n| n > 0)
+                    }
+                }, if !out.is_empty() || needs_flush => Step::Wrote(written),
+                read = reader.read_buf(&mut buf), if can_read => Step::Read(read),
+                command = self.commands.recv(), if can_take => Step::Command(command),
+                permit = events.reserve_owned(), if has_events => Step::Permit(permit),
+                () = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => Step::Timer,
+                () = sleep_until(flush_deadline.unwrap_or_else(Instant::now)), if flush_deadline.is_some() => Step::Tick,
+            };
+            match step {
+                Step::Wrote(Ok(true)) => {
+                    self.session.sent(Instant::now().into_std());
+                    needs_flush = true;
+                }
+                // The flush is done (or a write wrote nothing: the socket is closed).
+                Step::Wrote(Ok(false)) if out.is_empty() => needs_flush = false,
+                Step::Wrote(Ok(false)) => return End::Lost(ConnectionError::Closed),
+                Step::Wrote(Err(e)) | Step::Read(Err(e)) => return End::Lost(e.into()),
+                Step::Read(Ok(0)) => return End::Lost(ConnectionError::Closed),
+                Step::Read(Ok(_)) => {
+                    if let Err(end) = self.decode_all(&mut decoder, &mut buf) {
+                        return end;
+                    }
+                }
+                Step::Command(command) => self.command(command),
+                Step::Permit(permit) => self.deliver(permit),
+                Step::Timer => {
+                    if let Err(close) = self.session.handle_timeout(Instant::now().into_std()) {
+                        return End::Lost(closed(close));
+                    }
+                }
+                Step::Tick => {}
+            }
+        }
+    }
+
+    /// Handles every complete packet in the buffer.
+    fn decode_all(&mut self, decoder: &mut Decoder, buf: &mut BytesMut) -> Result<(), End> {
+        loop {
+            match decoder.decode(buf) {
+                Ok(Some(packet)) => {
+                    if let Err(close) = self
+                        .session
+                        .handle_packet(packet, Instant::now().into_std())
+                    {
+                        warn!(?close, "closing the connection");
+                        return Err(End::Lost(closed(close)));
+                    }
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    warn!(error = %e, "malformed packet from the server");
+                    return Err(End::Lost(ConnectionError::Protocol(e.to_string())));
+                }
+            }
+        }
+    }
+
+    /// Sends DISCONNECT and closes the connection.
+    async fn goodbye<W: AsyncWrite + Unpin>(&mut self, mut writer: W) -> End {
+        let mut out = BytesMut::new();
+        let disconnect = Packet::from(Disconnect::new(ReasonCode::NORMAL_DISCONNECTION));
+        if disconnect
+            .encode(
+                self.session.version(),
+                mqtt_codec::PROTOCOL_MAX_PACKET_SIZE,
+                &mut out,
+            )
+            .is_ok()
+        {
+            let write = async {
+                writer.write_all(&out).await?;
+                writer.flush().await?;
+                writer.shutdown().await
+            };
+            if let Err(e) = timeout(Duration::from_secs(5), write)
+                .await
+                .unwrap_or(Ok(()))
+            {
+                debug!(error = %e, "error while saying goodbye");
+            }
+        }
+        End::Stop(ConnectionError::Requested)
+    }
+}
+
+fn closed(close: ClientClose) -> ConnectionError {
+    match close {
+        ClientClose::PingTimeout => ConnectionError::PingTimeout,
+        ClientClose::ServerDisconnect(code) => ConnectionError::ServerDisconnect(code),
+        ClientClose::Violation { statement, detail } => {
+            ConnectionError::Protocol(match statement {
+                Some(s) => format!("{detail} [{s}]"),
+                None => detail.to_owned(),
+            })
+        }
+    }
+}

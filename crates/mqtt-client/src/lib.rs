@@ -1,0 +1,52 @@
+//! An async MQTT client on tokio: a cheap-to-clone [`Client`] handle and a background driver
+//! task that owns the connection, so nothing has to be polled for the protocol to run.
+//!
+//! ```no_run
+//! use mqtt_client::{Client, ConnectOptions, Event, QoS};
+//!
+//! # async fn demo() -> Result<(), mqtt_client::Error> {
+//! let (client, mut events) = Client::connect(ConnectOptions::from_url("mqtt://localhost")?).await?;
+//! client.subscribe([("sensors/+/temperature", QoS::AtLeastOnce)]).await?;
+//! client.publish("sensors/7/temperature", "21.5", QoS::AtLeastOnce, false).await?;
+//! while let Some(event) = events.recv().await {
+//!     if let Event::Message(message) = event {
+//!         println!("{} {:?}", message.topic(), message.payload());
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What it does:
+//! - [`Client::publish`] resolves when the server has the message (PUBACK for QoS 1, PUBCOMP
+//!   for QoS 2); [`Client::send`] / [`Client::try_send`] queue a message and return an [`Ack`]
+//!   to await later, for many messages in flight; the queue is bounded and
+//!   [`Client::try_publish`] reports [`Error::QueueFull`] instead of waiting.
+//! - Incoming messages and connection events arrive in order on [`Events`] (a
+//!   [`futures_core::Stream`]); a full event queue stops reading from the server rather than
+//!   dropping messages.
+//! - Automatic reconnect with jittered exponential [`Backoff`]. QoS 1 and 2 messages in flight
+//!   are sent again (with DUP, in order, when the server kept the session; as new messages
+//!   when it did not, after the subscriptions are made again), so nothing acknowledged to the
+//!   caller is lost and no QoS 2 message is delivered twice.
+//! - MQTT 3.1, 3.1.1 and the core of 5.0 (the server's Receive Maximum, Maximum Packet Size
+//!   and Server Keep Alive are obeyed); TLS through rustls ([`TlsOptions`]).
+//!
+//! The protocol bookkeeping is the sans-IO [`mqtt_session::client::ClientSession`]; this crate
+//! is the I/O around it: sockets, TLS, timers and channels.
+
+mod client;
+mod driver;
+mod error;
+mod options;
+mod tls;
+
+pub use client::{Ack, Client, Event, Events, Granted, Message, OutgoingMessage};
+pub use error::{ConnectionError, Error, connack_return_code};
+pub use options::{Backoff, ConnectOptions, DEFAULT_PORT, DEFAULT_TLS_PORT, LastWill};
+pub use tls::{TlsError, TlsOptions};
+
+pub use mqtt_codec::{
+    ProtocolVersion, PublishProperties, QoS, ReasonCode, SubscribeProperties, Subscription,
+    SubscriptionOptions, TopicFilter, TopicName,
+};
