@@ -686,27 +686,39 @@ impl<T> ClientSession<T> {
         self.requests.remove(&key).map(|(_, request)| request)
     }
 
+    /// The open request a SUBACK or UNSUBACK answers, checked before it is taken: a mismatched
+    /// answer closes the connection and leaves the request open, to be sent again.
+    fn answered(&self, id: PacketId) -> Option<&Request<T>> {
+        let key = self.request_ids.get(&id)?;
+        self.requests.get(key).map(|(_, request)| request)
+    }
+
     fn sub_acked(&mut self, ack: SubAck) -> Result<(), ClientClose> {
-        let Some(request) = self.take_request(ack.packet_id) else {
-            return Ok(());
-        };
-        let Request::Subscribe {
+        match self.answered(ack.packet_id) {
+            None => return Ok(()),
+            Some(Request::Unsubscribe { .. }) => {
+                return Err(violation(
+                    Some("MQTT-3.9.3-1"),
+                    "SUBACK for an UNSUBSCRIBE's packet identifier",
+                ));
+            }
+            Some(Request::Subscribe { subscriptions, .. }) => {
+                if ack.reason_codes.len() != subscriptions.len() {
+                    return Err(violation(
+                        Some("MQTT-3.9.3-1"),
+                        "SUBACK with a different number of codes than filters",
+                    ));
+                }
+            }
+        }
+        let Some(Request::Subscribe {
             subscriptions,
             token,
             ..
-        } = request
+        }) = self.take_request(ack.packet_id)
         else {
-            return Err(violation(
-                Some("MQTT-3.9.3-1"),
-                "SUBACK for an UNSUBSCRIBE's packet identifier",
-            ));
+            return Ok(());
         };
-        if ack.reason_codes.len() != subscriptions.len() {
-            return Err(violation(
-                Some("MQTT-3.9.3-1"),
-                "SUBACK with a different number of codes than filters",
-            ));
-        }
         for (subscription, code) in subscriptions.iter().zip(&ack.reason_codes) {
             if code.is_error() {
                 self.subscriptions.remove(&subscription.filter);
@@ -731,14 +743,26 @@ impl<T> ClientSession<T> {
     }
 
     fn unsub_acked(&mut self, ack: UnsubAck) -> Result<(), ClientClose> {
-        let Some(request) = self.take_request(ack.packet_id) else {
+        match self.answered(ack.packet_id) {
+            None => return Ok(()),
+            Some(Request::Subscribe { .. }) => {
+                return Err(violation(
+                    Some("MQTT-3.11.2-1"),
+                    "UNSUBACK for a SUBSCRIBE's packet identifier",
+                ));
+            }
+            Some(Request::Unsubscribe { filters, .. }) => {
+                if !ack.reason_codes.is_empty() && ack.reason_codes.len() != filters.len() {
+                    return Err(violation(
+                        Some("MQTT-3.11.3-1"),
+                        "UNSUBACK with a different number of codes than filters",
+                    ));
+                }
+            }
+        }
+        let Some(Request::Unsubscribe { filters, token, .. }) = self.take_request(ack.packet_id)
+        else {
             return Ok(());
-        };
-        let Request::Unsubscribe { filters, token, .. } = request else {
-            return Err(violation(
-                Some("MQTT-3.11.2-1"),
-                "UNSUBACK for a SUBSCRIBE's packet identifier",
-            ));
         };
         // 3.x UNSUBACK has no codes: every filter is gone.
         let codes = if ack.reason_codes.is_empty() {

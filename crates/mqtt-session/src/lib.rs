@@ -43,6 +43,8 @@
 )]
 
 pub mod client;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 mod session;
 pub mod store;
 
