@@ -16,7 +16,9 @@ use mqtt_client::{Backoff, Client, ConnectOptions, Event, QoS};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(|| "mqtt://localhost:1883".into());
+    let url = args
+        .next()
+        .unwrap_or_else(|| "mqtt://localhost:1883".into());
     let filter = args.next().unwrap_or_else(|| "alerts/#".into());
 
     let options = ConnectOptions::from_url(&url)?
@@ -35,7 +37,10 @@ async fn main() -> anyhow::Result<()> {
     let (client, mut events) = Client::start(options)?;
     let subscriber = client.clone();
     tokio::spawn(async move {
-        match subscriber.subscribe([(filter.as_str(), QoS::AtLeastOnce)]).await {
+        match subscriber
+            .subscribe([(filter.as_str(), QoS::AtLeastOnce)])
+            .await
+        {
             Ok(granted) => println!("subscribed to {filter}: {granted:?}"),
             Err(e) => println!("subscribe failed: {e}"),
         }

@@ -12,12 +12,16 @@ use mqtt_client::{Client, ConnectOptions, Event, QoS};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(|| "mqtt://localhost:1883".into());
+    let url = args
+        .next()
+        .unwrap_or_else(|| "mqtt://localhost:1883".into());
     let filter = args.next().unwrap_or_else(|| "#".into());
     let count: Option<usize> = args.next().map(|n| n.parse()).transpose()?;
 
     let (client, mut events) = Client::connect(ConnectOptions::from_url(&url)?).await?;
-    let granted = client.subscribe([(filter.as_str(), QoS::AtLeastOnce)]).await?;
+    let granted = client
+        .subscribe([(filter.as_str(), QoS::AtLeastOnce)])
+        .await?;
     println!("subscribed to {filter}: {granted:?}");
     let mut seen = 0;
     while let Some(event) = events.recv().await {
