@@ -205,6 +205,8 @@ pub struct Spawned {
     what: String,
     stdout: Option<JoinHandle<Vec<u8>>>,
     stderr: Option<JoinHandle<Vec<u8>>>,
+    /// What the process has written to stdout so far.
+    live: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 impl Spawned {
@@ -217,13 +219,64 @@ impl Spawned {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        let stdout = child.stdout.take().map(collect);
+        let live = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().map(|pipe| {
+            let live = std::sync::Arc::clone(&live);
+            thread::spawn(move || {
+                let mut pipe = pipe;
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match pipe.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => live
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .extend_from_slice(&chunk[..n]),
+                    }
+                }
+                live.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            })
+        });
         let stderr = child.stderr.take().map(collect);
         Self {
             child,
             what,
             stdout,
             stderr,
+            live,
+        }
+    }
+
+    /// What the process has written to stdout so far.
+    pub fn stdout_so_far(&self) -> Vec<u8> {
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Waits until what the process wrote to stdout so far satisfies `ready`; panics after
+    /// `timeout`.
+    pub fn wait_for_stdout(&self, timeout: Duration, ready: impl Fn(&[u8]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let so_far = self
+                .live
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            if ready(&so_far) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not print what was expected within {timeout:?}; so far: {:?}",
+                self.what,
+                String::from_utf8_lossy(&so_far)
+            );
+            thread::sleep(Duration::from_millis(5));
         }
     }
 
