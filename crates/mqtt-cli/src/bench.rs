@@ -23,6 +23,7 @@
 //! prints the live progress line (stderr) and the summary (stdout, or one JSON object with
 //! `--json`), and turns the verdict into the exit status.
 
+mod flow;
 mod payload;
 mod progress;
 mod report;
@@ -50,6 +51,7 @@ use mqtt_client::{
 use tokio::sync::{oneshot, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
+use self::flow::Flow;
 use self::payload::{Header, PayloadMaker, Tracker};
 use self::progress::Progress;
 pub use self::report::{ConnectionSummary, DeliverySummary, Summary};
@@ -183,6 +185,12 @@ pub struct BenchOptions {
     #[arg(long, default_value_t = 100,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub inflight: u16,
+    /// fanin, fanout, pairs, latency: the most messages a subscriber may have outstanding
+    /// (sent to it, not yet received), shared among the publishers it hears from; a publisher
+    /// waits for its slowest subscriber. 0: no limit (publishers run as fast as the broker
+    /// acknowledges, and a broker that drops messages when a queue overflows will).
+    #[arg(long, value_name = "MESSAGES", default_value_t = 1000)]
+    pub max_ahead: u64,
     /// Seconds to run (publish, or hold the connections) once every client is connected
     /// [default: 10 when --messages is not given].
     #[arg(long, value_name = "SECONDS")]
@@ -400,6 +408,8 @@ struct Plan {
     interval: Duration,
     rate: f64,
     inflight: usize,
+    /// See [`BenchOptions::max_ahead`]; 0 is off.
+    max_ahead: u64,
     duration: Option<Duration>,
     messages: Option<u64>,
     drain: Duration,
@@ -499,6 +509,7 @@ impl Plan {
             interval: Duration::from_millis(o.interval_ms),
             rate,
             inflight: usize::from(o.inflight),
+            max_ahead: o.max_ahead,
             duration,
             messages: o.messages,
             drain: seconds(o.drain, "--drain")?,
@@ -739,14 +750,25 @@ impl Default for SubReport {
 /// A benchmark ready to run.
 struct Bench {
     plan: Arc<Plan>,
+    /// Flow control between publishers and subscribers, when delivery is checked.
+    flow: Option<Arc<Flow>>,
     phase: Arc<watch::Sender<Phase>>,
     connections: Arc<Connections>,
 }
 
 impl Bench {
     fn new(args: BenchArgs) -> anyhow::Result<Self> {
+        let plan = Plan::new(args)?;
+        let flow = (plan.kind.checks_delivery() && plan.max_ahead > 0).then(|| {
+            let ranges = plan.sub_filters.iter().map(|(_, expect)| match expect {
+                Expect::Range { first, count } => (*first, *count),
+                Expect::Nobody => (0, 0),
+            });
+            Arc::new(Flow::new(plan.max_ahead, plan.pub_topics.len(), ranges))
+        });
         Ok(Self {
-            plan: Arc::new(Plan::new(args)?),
+            plan: Arc::new(plan),
+            flow,
             phase: Arc::new(watch::Sender::new(Phase::Setup { interrupted: false })),
             connections: Arc::new(Connections::default()),
         })
@@ -983,6 +1005,7 @@ impl Bench {
     fn task(&self, counters: Arc<Counters>, connected: oneshot::Sender<Connected>) -> Task {
         Task {
             plan: Arc::clone(&self.plan),
+            flow: self.flow.clone(),
             phase: self.phase.subscribe(),
             counters,
             connections: Arc::clone(&self.connections),
@@ -1066,6 +1089,7 @@ impl Starter {
 /// What every client task gets.
 struct Task {
     plan: Arc<Plan>,
+    flow: Option<Arc<Flow>>,
     phase: watch::Receiver<Phase>,
     counters: Arc<Counters>,
     connections: Arc<Connections>,
@@ -1225,7 +1249,10 @@ async fn publisher(mut task: Task, index: u32) -> PubReport {
         report: PubReport::default(),
     };
     let counters = Arc::clone(&task.counters);
+    let flow = task.flow.clone();
     let mut sent: u64 = 0;
+    // What the flow control allows without looking again.
+    let mut credit: u64 = if flow.is_some() { 0 } else { u64::MAX };
     let mut recheck = false;
     loop {
         if recheck || task.phase.has_changed().unwrap_or(true) {
@@ -1248,7 +1275,14 @@ async fn publisher(mut task: Task, index: u32) -> PubReport {
         if now >= end {
             break;
         }
-        let room = window.acks.len() < plan.inflight;
+        let mut blocked_on = None;
+        if let (Some(flow), 0) = (&flow, credit) {
+            match flow.credit(index as usize, sent) {
+                Ok(c) => credit = c,
+                Err(subscriber) => blocked_on = Some(subscriber),
+            }
+        }
+        let room = window.acks.len() < plan.inflight && blocked_on.is_none();
         let due = pace.is_none() || now >= next_due;
         if room && due {
             if let Some(pace) = pace {
@@ -1268,6 +1302,7 @@ async fn publisher(mut task: Task, index: u32) -> PubReport {
                 Ok(ack) => {
                     window.acks.push_back((ack, now));
                     sent += 1;
+                    credit = credit.saturating_sub(1);
                     last_progress = now;
                     Counters::set(&counters.sent, sent);
                 }
@@ -1295,16 +1330,23 @@ async fn publisher(mut task: Task, index: u32) -> PubReport {
                 Counters::set(&counters.errors, window.report.errors);
             }
             () = &mut pace_sleep, if pacing => {}
+            () = flow_wait(flow.as_deref(), blocked_on, index, sent), if blocked_on.is_some() => {
+                last_progress = Instant::now();
+            }
             () = &mut end_sleep => {
                 let now = Instant::now();
-                if now < end && !window.acks.is_empty() && now >= last_progress + STALL {
-                    window.report.error(format!(
-                        "no acknowledgement for {} s", STALL.as_secs()
-                    ));
+                let waiting = !window.acks.is_empty() || blocked_on.is_some();
+                if now < end && waiting && now >= last_progress + STALL {
+                    window.report.error(match blocked_on {
+                        Some(j) => format!(
+                            "subscriber {} received nothing new for {} s", j + 1, STALL.as_secs()
+                        ),
+                        None => format!("no acknowledgement for {} s", STALL.as_secs()),
+                    });
                     break;
                 }
                 // Nothing in flight (a slow pace) is no stall: look again later.
-                let since = if window.acks.is_empty() { now } else { last_progress };
+                let since = if waiting { last_progress } else { now };
                 end_sleep.as_mut().reset(end.min(since + STALL));
             }
             changed = task.phase.changed() => {
@@ -1340,6 +1382,13 @@ async fn publisher(mut task: Task, index: u32) -> PubReport {
         sent,
         stopped: Some(stopped),
         ..window.report
+    }
+}
+
+/// Waits for subscriber `subscriber` to let publisher `publisher` send again.
+async fn flow_wait(flow: Option<&Flow>, subscriber: Option<usize>, publisher: u32, sent: u64) {
+    if let (Some(flow), Some(subscriber)) = (flow, subscriber) {
+        flow.wait(subscriber, publisher as usize, sent).await;
     }
 }
 
@@ -1434,6 +1483,9 @@ async fn subscriber(mut task: Task, index: u32) -> SubReport {
                             );
                             if let Some(t) = tracker.as_mut() {
                                 t.record(h.publisher, h.seq);
+                            }
+                            if let Some(flow) = &task.flow {
+                                flow.received(index as usize, h.publisher, h.seq);
                             }
                         }
                         Some(h) if tracker.is_none() => {

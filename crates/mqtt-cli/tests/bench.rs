@@ -153,6 +153,44 @@ async fn fanin_and_fanout_lose_nothing_as_fast_as_allowed() {
     assert_eq!((s.publishers, s.subscribers, s.payload_bytes), (1, 5, 256));
 }
 
+/// A broker whose per-session queue holds 40 messages: unthrottled publishers overflow it
+/// (the broker drops, the run reports losses and fails), while `--max-ahead` keeps the backlog
+/// below it and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_control_keeps_a_small_queue_from_overflowing() {
+    let config = mqtt_broker::config::Config {
+        max_queued_messages: 40,
+        max_inflight: 10,
+        ..Default::default()
+    };
+    let broker = OurBroker::start_with(config);
+    let fanin = |max_ahead: &'static str| {
+        [
+            "fanin",
+            "-c",
+            "4",
+            "-q",
+            "1",
+            "--messages",
+            "2000",
+            "--max-ahead",
+            max_ahead,
+            "--drain",
+            "2",
+        ]
+    };
+    let s = bench(broker.port(), &fanin("40")).await;
+    assert_delivered(&s, 8000, 1);
+
+    let s = bench(broker.port(), &fanin("0")).await;
+    let d = s.delivery.expect("a delivery check");
+    assert!(d.lost > 0, "2,000 unthrottled messages fit in 40? {s:#?}");
+    assert!(
+        !s.ok && s.failures.iter().any(|f| f.contains("lost")),
+        "{s:#?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_is_paced_and_checked() {
     let broker = OurBroker::start();
