@@ -48,7 +48,7 @@ use mqtt_client::{
     Ack, Client, ConnectOptions, Event, OutgoingMessage, ProtocolVersion, QoS, TlsOptions,
     TopicFilter, TopicName,
 };
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use self::flow::Flow;
@@ -176,6 +176,11 @@ pub struct BenchOptions {
     /// once.
     #[arg(short = 'I', long = "interval-ms", default_value_t = 10)]
     pub interval_ms: u64,
+    /// Connections being set up at once at most (TCP, TLS, CONNACK, SUBACK); the others wait
+    /// their turn. Keeps `-I 0` from overflowing the broker's listen backlog.
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub connect_concurrency: u32,
     /// Messages per second per publisher; 0 sends as fast as --inflight allows [default: 0;
     /// latency 100].
     #[arg(long)]
@@ -406,6 +411,7 @@ struct Plan {
     /// Connections of `conn`.
     conns: u32,
     interval: Duration,
+    connect_concurrency: usize,
     rate: f64,
     inflight: usize,
     /// See [`BenchOptions::max_ahead`]; 0 is off.
@@ -507,6 +513,7 @@ impl Plan {
             sub_filters: Vec::with_capacity(subscribers as usize),
             conns: if kind == Kind::Conn { count } else { 0 },
             interval: Duration::from_millis(o.interval_ms),
+            connect_concurrency: o.connect_concurrency as usize,
             rate,
             inflight: usize::from(o.inflight),
             max_ahead: o.max_ahead,
@@ -752,6 +759,8 @@ struct Bench {
     plan: Arc<Plan>,
     /// Flow control between publishers and subscribers, when delivery is checked.
     flow: Option<Arc<Flow>>,
+    /// Places for connections being set up (`--connect-concurrency`).
+    connecting: Arc<Semaphore>,
     phase: Arc<watch::Sender<Phase>>,
     connections: Arc<Connections>,
 }
@@ -767,6 +776,7 @@ impl Bench {
             Arc::new(Flow::new(plan.max_ahead, plan.pub_topics.len(), ranges))
         });
         Ok(Self {
+            connecting: Arc::new(Semaphore::new(plan.connect_concurrency)),
             plan: Arc::new(plan),
             flow,
             phase: Arc::new(watch::Sender::new(Phase::Setup { interrupted: false })),
@@ -804,16 +814,21 @@ impl Bench {
         let mut holders = Vec::with_capacity(plan.conns as usize);
         let mut outcomes = Vec::with_capacity(clients);
         let mut starter = Starter::new(plan.interval);
+        let setup_start = Instant::now();
         let mut attempted: u64 = 0;
         for j in 0..subscribers as u32 {
             if self.interrupted() {
                 break;
             }
             starter.next().await;
+            let permit = self.connecting.clone().acquire_owned().await.ok();
             let (tx, rx) = oneshot::channel();
             outcomes.push(rx);
             attempted += 1;
-            subs.push(tokio::spawn(subscriber(self.task(next_counter(), tx), j)));
+            subs.push(tokio::spawn(subscriber(
+                self.task(next_counter(), tx, permit),
+                j,
+            )));
         }
         self.settle(&mut outcomes, &mut connect_histogram, &mut connect_errors)
             .await;
@@ -822,25 +837,34 @@ impl Bench {
                 break;
             }
             starter.next().await;
+            let permit = self.connecting.clone().acquire_owned().await.ok();
             let (tx, rx) = oneshot::channel();
             outcomes.push(rx);
             attempted += 1;
-            pubs.push(tokio::spawn(publisher(self.task(next_counter(), tx), i)));
+            pubs.push(tokio::spawn(publisher(
+                self.task(next_counter(), tx, permit),
+                i,
+            )));
         }
         for i in 0..plan.conns {
             if self.interrupted() {
                 break;
             }
             starter.next().await;
+            let permit = self.connecting.clone().acquire_owned().await.ok();
             let (tx, rx) = oneshot::channel();
             outcomes.push(rx);
             attempted += 1;
-            holders.push(tokio::spawn(holder(self.task(next_counter(), tx), i)));
+            holders.push(tokio::spawn(holder(
+                self.task(next_counter(), tx, permit),
+                i,
+            )));
         }
         self.settle(&mut outcomes, &mut connect_histogram, &mut connect_errors)
             .await;
 
         let start = Instant::now();
+        let setup = start.saturating_duration_since(setup_start);
         // Nothing to wait for when nothing connected.
         let nobody = Counters::get(&self.connections.up) == 0;
         // In one step with the check, so that a Ctrl-C just now is not lost.
@@ -940,6 +964,8 @@ impl Bench {
             dropped: dropped.len() as u64,
         };
         summary.connect_latency = Latency::of(&connect_histogram);
+        summary.connect_secs = round3(setup.as_secs_f64());
+        summary.connect_rate = rate(up, setup);
         let elapsed = stopped.saturating_duration_since(start);
         summary.elapsed_secs = round3(elapsed.as_secs_f64());
         summary.send_rate = rate(summary.sent, elapsed);
@@ -1002,8 +1028,14 @@ impl Bench {
         summary
     }
 
-    fn task(&self, counters: Arc<Counters>, connected: oneshot::Sender<Connected>) -> Task {
+    fn task(
+        &self,
+        counters: Arc<Counters>,
+        connected: oneshot::Sender<Connected>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Task {
         Task {
+            permit,
             plan: Arc::clone(&self.plan),
             flow: self.flow.clone(),
             phase: self.phase.subscribe(),
@@ -1088,6 +1120,8 @@ impl Starter {
 
 /// What every client task gets.
 struct Task {
+    /// A place among the connections being set up, given back once connected (or failed).
+    permit: Option<OwnedSemaphorePermit>,
     plan: Arc<Plan>,
     flow: Option<Arc<Flow>>,
     phase: watch::Receiver<Phase>,
@@ -1104,6 +1138,7 @@ impl Task {
             Err(_) => &self.connections.failed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.permit = None;
         if let Some(tx) = self.connected.take() {
             let _ = tx.send(outcome);
         }

@@ -232,6 +232,23 @@ async fn conn_pub_and_sub() {
     assert_eq!(s.connections.connected, 10);
     assert_eq!(s.connect_latency.map(|l| l.count), Some(10));
     assert!(s.elapsed_secs >= 0.3, "{s:#?}");
+    assert!(s.connect_rate > 0.0 && s.connect_secs > 0.0, "{s:#?}");
+    // At most 2 being set up at once: all 10 still connect.
+    let s = bench(
+        broker.port(),
+        &[
+            "conn",
+            "-c",
+            "10",
+            "--connect-concurrency",
+            "2",
+            "--duration",
+            "0.1",
+        ],
+    )
+    .await;
+    assert_clean(&s);
+    assert_eq!(s.connections.connected, 10);
 
     let s = bench(
         broker.port(),

@@ -31,6 +31,11 @@ pub struct Summary {
     pub connections: ConnectionSummary,
     /// From starting to connect to CONNACK (for subscribers, not including the SUBSCRIBE).
     pub connect_latency: Option<Latency>,
+    /// Seconds from the first connection started to the last one settled (connected or
+    /// failed).
+    pub connect_secs: f64,
+    /// Connections established per second over `connect_secs`.
+    pub connect_rate: f64,
     /// Seconds from the start of the run (every client connected) to the last publisher
     /// stopping (`conn`: the holding time; `sub`: the receiving time).
     pub elapsed_secs: f64,
@@ -105,6 +110,8 @@ impl Summary {
             subscribers,
             connections: ConnectionSummary::default(),
             connect_latency: None,
+            connect_secs: 0.0,
+            connect_rate: 0.0,
             elapsed_secs: 0.0,
             sent: 0,
             acked: 0,
@@ -208,6 +215,13 @@ pub(super) fn write_human(out: &mut impl Write, s: &Summary) -> io::Result<()> {
     if let Some(l) = &s.connect_latency {
         writeln!(out, "connect       {}", latency_line(l))?;
     }
+    if c.connected > 0 {
+        writeln!(
+            out,
+            "connect rate  {} connections/s ({:.2} s for all)",
+            s.connect_rate, s.connect_secs
+        )?;
+    }
     if kind == Some(Kind::Conn) {
         writeln!(out, "held          {:.2} s", s.elapsed_secs)?;
     }
@@ -293,6 +307,8 @@ mod tests {
                 dropped: 0,
             },
             connect_latency: Some(latency(412)),
+            connect_secs: 0.01,
+            connect_rate: 900.0,
             elapsed_secs: 2.0,
             sent: 10,
             acked: 10,
@@ -332,6 +348,10 @@ mod tests {
             )
         );
         assert!(text.contains("connect       p50 412 µs"), "{text}");
+        assert!(
+            text.contains("connect rate  900 connections/s (0.01 s for all)"),
+            "{text}"
+        );
         assert!(text.contains("ack latency   p50 1.50 ms"), "{text}");
         assert!(text.contains("latency       p50 2.50 s"), "{text}");
         assert!(
