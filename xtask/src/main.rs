@@ -3,6 +3,8 @@
 //! - `ci`: everything CI checks, in order, stopping at the first failure (`.ci/run` calls it).
 //! - `fuzz <target> [seconds]`: one fuzz target from the committed seed corpus.
 //! - `fuzz-seeds`: regenerates that seed corpus from packets built with the codec.
+//! - `bench`: our broker, Mosquitto and rumqttd side by side, driven by `mqtt bench`; the
+//!   results go to `docs/benchmarks.md`.
 //!
 //! It only orchestrates other tools (`cargo`, `rustup`, `cargo fuzz`, and `apt-get` and `pip` for
 //! the interoperability tests' peers: Mosquitto, its clients, paho-mqtt); the repository rules
@@ -10,6 +12,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod ci;
 mod fuzz;
 mod seeds;
@@ -31,10 +34,14 @@ commands:
                            paho-mqtt 2.x) when run as root
   fuzz <target> [seconds]  run one fuzz target from the seed corpus (default 60 s)
   fuzz-seeds               regenerate fuzz/corpus/<target>/seed-* deterministically
+  bench [options]          end to end: our broker, Mosquitto and rumqttd side by side (release
+                           builds, loopback, `mqtt bench`); writes docs/benchmarks.md (e2e
+                           section) and docs/benchmarks-e2e.svg. Options: --rounds N (3),
+                           --seconds S per run (5), --only a,b (scenario names), --no-write
   help                     this text";
 
 /// A parsed command line.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 enum Command {
     /// `ci`.
     Ci,
@@ -47,6 +54,8 @@ enum Command {
     },
     /// `fuzz-seeds`.
     FuzzSeeds,
+    /// `bench [options]`.
+    Bench(bench::Options),
     /// `help`, `-h`, `--help`.
     Help,
 }
@@ -58,6 +67,7 @@ impl Command {
         match args.as_slice() {
             ["ci"] => Ok(Self::Ci),
             ["fuzz-seeds"] => Ok(Self::FuzzSeeds),
+            ["bench", rest @ ..] => bench::Options::parse(rest).map(Self::Bench),
             [] | ["help" | "-h" | "--help"] => Ok(Self::Help),
             ["fuzz", target] => Ok(Self::Fuzz {
                 target: (*target).to_owned(),
@@ -98,6 +108,7 @@ fn main() -> ExitCode {
         Command::Ci => ci::run(&root),
         Command::Fuzz { target, seconds } => fuzz::run_one(&root, &target, seconds),
         Command::FuzzSeeds => seeds::write_all(&root),
+        Command::Bench(options) => bench::run(&root, &options),
         Command::Help => {
             println!("{USAGE}");
             Ok(())
@@ -145,5 +156,7 @@ mod tests {
         assert!(parse("fuzz decode_any 0").is_err());
         assert!(parse("fuzz").is_err());
         assert!(parse("ci extra").is_err());
+        assert!(matches!(parse("bench --rounds 1"), Ok(Command::Bench(o)) if o.rounds == 1));
+        assert!(parse("bench --rounds").is_err());
     }
 }
