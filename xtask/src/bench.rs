@@ -275,7 +275,11 @@ fn start(broker: Broker, paths: &Paths, serial: usize) -> Result<Running> {
     let port = free_port()?;
     let name = broker.name();
     // rumqttd tells the format by the extension.
-    let extension = if broker == Broker::Mosquitto { "conf" } else { "toml" };
+    let extension = if broker == Broker::Mosquitto {
+        "conf"
+    } else {
+        "toml"
+    };
     let config = paths.work.join(format!("{name}.{extension}"));
     let log = fs::File::create(paths.work.join(format!("logs/{name}-{serial}.log")))?;
     let mut command = match broker {

@@ -12,7 +12,7 @@ use mqtt_codec::{
     ReasonCode,
 };
 use mqtt_session::{Close, Outgoing};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, watch};
@@ -60,7 +60,7 @@ pub(crate) async fn run(
     let (mut reader, mut writer) = stream.into_split();
     let config = broker.config();
     let mut decoder = Decoder::server().with_max_packet_size(config.max_packet_size);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::new();
 
     // CONNECT first, within the connect timeout [MQTT-3.1.0-1].
     let first = tokio::select! {
@@ -118,6 +118,9 @@ pub(crate) async fn run(
         session_present,
         "client connected"
     );
+    // The CONNECT's fields are slices of the frame it arrived in: dropping it lets that
+    // buffer go, instead of keeping it for the life of the connection.
+    drop(connect);
     let mut connack = ConnAck::new(ReasonCode::Success);
     connack.session_present = session_present;
     let end = if write_packets(&mut writer, &broker, version, [Packet::from(connack)])
@@ -296,12 +299,33 @@ fn log_close(peer: Peer, client_id: &str, close: &Close) {
     }
 }
 
-/// Reads into the buffer, making room when the decoder has not (no frame under way).
+/// Waits until the socket is readable, then reads into the buffer.
+///
+/// An idle connection holds no read buffer: with nothing buffered, the buffer is released
+/// before waiting, and bytes that arrive with no frame under way are read into a chunk on the
+/// stack and copied into a buffer of their size (a readiness that turns out spurious allocates
+/// nothing). When the decoder has made room for a frame under way, the read goes straight into
+/// that room. Ten thousand idle connections would otherwise keep 40 MB of empty buffers.
+/// Cancel-safe: nothing is read until the socket is ready, and then without awaiting.
 async fn read_some(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
-    if buf.capacity() == buf.len() {
-        buf.reserve(READ_CHUNK);
+    if buf.is_empty() && buf.capacity() > 0 {
+        *buf = BytesMut::new();
     }
-    reader.read_buf(buf).await
+    loop {
+        reader.readable().await?;
+        let read = if buf.capacity() > buf.len() {
+            reader.try_read_buf(buf)
+        } else {
+            let mut chunk = [0u8; READ_CHUNK];
+            reader.try_read(&mut chunk).inspect(|&n| {
+                buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            })
+        };
+        match read {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => return other,
+        }
+    }
 }
 
 enum ReadError {
