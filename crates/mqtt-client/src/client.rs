@@ -293,16 +293,22 @@ impl Client {
     }
 
     /// Disconnects gracefully: waits (up to the flush timeout) until every queued and
-    /// in-flight message is acknowledged, then sends DISCONNECT (so the server discards the
-    /// will) and closes the connection. The driver then stops; requests still open fail with
-    /// [`Error::Closed`].
+    /// in-flight request is answered, then sends DISCONNECT (so the server discards the will)
+    /// and closes the connection. If the connection is down meanwhile, the client keeps
+    /// reconnecting (when reconnect is on) until everything is flushed or the flush timeout
+    /// passes. The driver then stops; requests still open fail with [`Error::Closed`].
     ///
     /// # Errors
-    /// [`Error::Closed`] if the client was already closed.
+    /// [`Error::Unflushed`] with the number of requests abandoned when the flush timeout
+    /// passed first; [`Error::Closed`] if the client was already closed.
     pub async fn disconnect(&self) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
         self.command(Command::Disconnect { reply: tx }).await?;
-        rx.await.map_err(|_| Error::Closed)
+        match rx.await {
+            Ok(0) => Ok(()),
+            Ok(abandoned) => Err(Error::Unflushed(abandoned)),
+            Err(_) => Err(Error::Closed),
+        }
     }
 
     async fn command(&self, command: Command) -> Result<(), Error> {

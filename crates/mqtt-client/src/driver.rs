@@ -51,9 +51,8 @@ pub(crate) enum Command {
         properties: UnsubscribeProperties,
         reply: oneshot::Sender<Result<Vec<ReasonCode>, Error>>,
     },
-    Disconnect {
-        reply: oneshot::Sender<()>,
-    },
+    /// Answered with the number of requests abandoned unfinished.
+    Disconnect { reply: oneshot::Sender<usize> },
 }
 
 /// The session machine's token: how to answer the request when it completes.
@@ -122,7 +121,7 @@ struct Driver {
     shared: Arc<Shared>,
     first: Option<oneshot::Sender<Result<(), ConnectionError>>>,
     /// A graceful disconnect under way: who to tell, and when to stop waiting for acks.
-    disconnect: Option<(Option<oneshot::Sender<()>>, Instant)>,
+    disconnect: Option<(Vec<oneshot::Sender<usize>>, Instant)>,
     rng: u64,
 }
 
@@ -239,7 +238,7 @@ impl Driver {
                     e
                 }
             };
-            if self.disconnect.is_some() || !self.someone_listens() {
+            if !self.someone_listens() || self.disconnect_done() {
                 break;
             }
             let Some(backoff) = self.options.reconnect else {
@@ -286,22 +285,31 @@ impl Driver {
         } else {
             || Error::Closed
         };
+        let mut abandoned = 0;
         for token in self.session.abandon() {
             token.fail(closed);
+            abandoned += 1;
         }
         self.commands.close();
+        let mut replies = self
+            .disconnect
+            .take()
+            .map(|(replies, _)| replies)
+            .unwrap_or_default();
         while let Ok(command) = self.commands.try_recv() {
             match command {
                 Command::Publish { reply, .. } => Token::Publish(reply).fail(closed),
                 Command::Subscribe { reply, .. } => Token::Subscribe(reply).fail(closed),
                 Command::Unsubscribe { reply, .. } => Token::Unsubscribe(reply).fail(closed),
                 Command::Disconnect { reply } => {
-                    let _ = reply.send(());
+                    replies.push(reply);
+                    continue;
                 }
             }
+            abandoned += 1;
         }
-        if let Some((Some(reply), _)) = self.disconnect.take() {
-            let _ = reply.send(());
+        for reply in replies {
+            let _ = reply.send(abandoned);
         }
         if let Some(first) = self.first.take() {
             let _ = first.send(Err(ConnectionError::Requested));
@@ -432,21 +440,37 @@ impl Driver {
         Ok(connect)
     }
 
+    /// Whether a requested disconnect has nothing left to wait for: everything flushed, or
+    /// its deadline passed. While it has, the driver keeps reconnecting (with reconnect on) to
+    /// deliver what the application handed it before asking to disconnect.
+    fn disconnect_done(&self) -> bool {
+        self.disconnect
+            .as_ref()
+            .is_some_and(|(_, deadline)| self.session.is_idle() || Instant::now() >= *deadline)
+    }
+
     /// Waits `delay` before the next attempt, still taking requests (they wait in the
-    /// session) and delivering events. `false` when the driver must stop instead.
+    /// session) and delivering events. `false` when the driver must stop instead (nobody
+    /// listens, or a disconnect was asked for and there is nothing left to flush in time).
     async fn pause(&mut self, delay: Duration) -> bool {
-        let deadline = Instant::now() + delay;
+        let backoff_end = Instant::now() + delay;
         loop {
             self.collect();
-            if self.disconnect.is_some() || !self.someone_listens() {
+            if !self.someone_listens() || self.disconnect_done() {
                 return false;
             }
-            let can_take =
-                self.commands_open && self.session.pending() < self.options.queue_capacity;
+            // A disconnect stops the wait at its deadline.
+            let deadline = match &self.disconnect {
+                Some((_, flush_end)) => backoff_end.min(*flush_end),
+                None => backoff_end,
+            };
+            let can_take = self.commands_open
+                && self.disconnect.is_none()
+                && self.session.pending() < self.options.queue_capacity;
             let has_events = self.pending_events.as_ref().is_some_and(|p| !p.is_empty());
             let events = self.events.clone();
             let step = tokio::select! {
-                () = sleep_until(deadline) => return true,
+                () = sleep_until(deadline) => return !self.disconnect_done(),
                 command = self.commands.recv(), if can_take => Step::Command(command),
                 permit = events.reserve_owned(), if has_events => Step::Permit(permit),
             };
@@ -484,14 +508,14 @@ impl Driver {
             } => self
                 .session
                 .unsubscribe(filters, properties, Token::Unsubscribe(reply)),
-            Command::Disconnect { reply } => {
-                if self.disconnect.is_none() {
+            Command::Disconnect { reply } => match &mut self.disconnect {
+                // A second disconnect waits for the first.
+                Some((replies, _)) => replies.push(reply),
+                None => {
                     let deadline = Instant::now() + self.options.flush_timeout;
-                    self.disconnect = Some((Some(reply), deadline));
-                } else {
-                    let _ = reply.send(());
+                    self.disconnect = Some((vec![reply], deadline));
                 }
-            }
+            },
         }
     }
 
@@ -572,7 +596,7 @@ impl Driver {
                 }
             } else if !self.someone_listens() {
                 // Nobody can make requests or read events: leave gracefully.
-                self.disconnect = Some((None, Instant::now() + self.options.flush_timeout));
+                self.disconnect = Some((Vec::new(), Instant::now() + self.options.flush_timeout));
                 continue;
             }
             let can_read = self

@@ -55,6 +55,10 @@ pub enum Error {
     /// driver stopped).
     #[error("the client is closed")]
     Closed,
+    /// [`Client::disconnect`](crate::Client::disconnect) gave up waiting (the flush timeout
+    /// passed) with this many requests unfinished; each of them failed with [`Error::Closed`].
+    #[error("disconnected with {0} requests unfinished")]
+    Unflushed(usize),
 }
 
 /// Why a connection failed or ended; shared between the error of a request and the event

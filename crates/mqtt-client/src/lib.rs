@@ -50,3 +50,9 @@ pub use mqtt_codec::{
     ProtocolVersion, PublishProperties, QoS, ReasonCode, SubscribeProperties, Subscription,
     SubscriptionOptions, TopicFilter, TopicName,
 };
+
+// The handle is meant to be cloned into tasks and threads: keep it so, at compile time.
+const _: () = {
+    const fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Client>();
+};

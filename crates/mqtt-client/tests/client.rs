@@ -273,8 +273,13 @@ async fn will_is_published_on_loss_and_not_on_disconnect() {
 /// Publishes `count` messages at `qos` through the client, keeping many in flight, and
 /// returns how many completed successfully (each must).
 async fn publish_pipelined(client: &Client, topic: &str, qos: QoS, count: u32) {
+    publish_range(client, topic, qos, 0..count).await;
+}
+
+/// [`publish_pipelined`] for the payloads `range`.
+async fn publish_range(client: &Client, topic: &str, qos: QoS, range: std::ops::Range<u32>) {
     let mut acks = Vec::new();
-    for i in 0..count {
+    for i in range {
         let message = OutgoingMessage::new(topic, format!("{i}"))
             .unwrap()
             .qos(qos);
@@ -311,6 +316,13 @@ struct Progress {
 }
 
 impl Progress {
+    /// Waits until the receiver has made at least `n` connections.
+    async fn connects_at_least(&self, n: u32) {
+        while self.connects.load(Ordering::Relaxed) < n {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     /// Waits until at least `n` messages have arrived.
     async fn messages_at_least(&self, n: u32) {
         while self.messages.load(Ordering::Relaxed) < n {
@@ -399,11 +411,19 @@ async fn mqtt_4_3_nothing_lost_nothing_doubled_through_cut_connections() {
                     proxy.cut();
                 }
             };
+            // In bursts, each after the subscriber's connection was cut and made again: at
+            // least BURSTS - 1 cuts land while messages flow, however fast or loaded the
+            // machine (a single burst can be over before the second cut).
+            const BURSTS: u32 = 4;
             let publishing = async {
-                tokio::join!(
-                    publish_pipelined(&publisher, "cut/1", QoS::AtLeastOnce, N),
-                    publish_pipelined(&publisher, "cut/2", QoS::ExactlyOnce, N),
-                );
+                for b in 0..BURSTS {
+                    progress.connects_at_least(b + 1).await;
+                    let range = b * N / BURSTS..(b + 1) * N / BURSTS;
+                    tokio::join!(
+                        publish_range(&publisher, "cut/1", QoS::AtLeastOnce, range.clone()),
+                        publish_range(&publisher, "cut/2", QoS::ExactlyOnce, range),
+                    );
+                }
             };
             let receiving = collect_counting(&mut sub_events, &progress, |seen| {
                 let distinct = |t: &str| {
@@ -763,6 +783,55 @@ async fn disconnect_flushes_what_is_in_flight() {
                 Err(Error::Closed)
             ));
         }
+    })
+    .await;
+}
+
+/// A disconnect asked for while the broker is down keeps reconnecting until what was queued
+/// is delivered (within the flush timeout), then disconnects; when the timeout passes first,
+/// `disconnect` says how many requests it abandoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_while_the_broker_is_down_still_flushes() {
+    bounded(async {
+        let mut broker = OurBroker::start();
+        let o = options(broker.port())
+            .reconnect(quick())
+            .flush_timeout(Duration::from_secs(20));
+        let (c, _events) = Client::connect(o).await.unwrap();
+        tokio::task::block_in_place(|| broker.kill());
+        let m = OutgoingMessage::new("down/flush", "queued offline")
+            .unwrap()
+            .qos(QoS::AtLeastOnce);
+        let ack = c.send(m).await.unwrap();
+        let disconnecting = tokio::spawn({
+            let c = c.clone();
+            async move { c.disconnect().await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !disconnecting.is_finished(),
+            "gave up while the broker was down"
+        );
+        tokio::task::block_in_place(|| broker.restart());
+        disconnecting
+            .await
+            .unwrap()
+            .expect("flushed, then disconnected");
+        ack.await
+            .expect("the queued message was acknowledged after the restart");
+
+        // The flush timeout passes with the broker down: the message is abandoned, and said so.
+        let o = options(broker.port())
+            .reconnect(quick())
+            .flush_timeout(Duration::from_millis(300));
+        let (c, _events) = Client::connect(o).await.unwrap();
+        tokio::task::block_in_place(|| broker.kill());
+        let m = OutgoingMessage::new("down/flush", "never sent")
+            .unwrap()
+            .qos(QoS::AtLeastOnce);
+        let ack = c.send(m).await.unwrap();
+        assert!(matches!(c.disconnect().await, Err(Error::Unflushed(1))));
+        assert!(matches!(ack.await, Err(Error::Closed)));
     })
     .await;
 }

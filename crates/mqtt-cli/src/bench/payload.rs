@@ -101,11 +101,21 @@ struct Seen {
     duplicates: u64,
 }
 
+/// How far (in 64-message words) a sequence number may jump past the highest seen: 16M
+/// messages, 2 MiB of bitmap. A publisher's numbers arrive nearly in order; a larger jump is
+/// not from this run's publisher (a forged or corrupted header), and growing the bitmap for it
+/// could take 512 MiB.
+const MAX_JUMP_WORDS: usize = 1 << 18;
+
 impl Seen {
-    fn record(&mut self, seq: u32) {
+    /// Records `seq`; `false` when it is beyond any plausible jump (not recorded).
+    fn record(&mut self, seq: u32) -> bool {
         let word = (seq / 64) as usize;
         let bit = 1u64 << (seq % 64);
         if self.bits.len() <= word {
+            if word - self.bits.len() > MAX_JUMP_WORDS {
+                return false;
+            }
             self.bits.resize(word + 1, 0);
         }
         if let Some(w) = self.bits.get_mut(word) {
@@ -116,6 +126,7 @@ impl Seen {
                 self.duplicates += 1;
             }
         }
+        true
     }
 
     /// Distinct sequence numbers below `sent` (those above cannot have been sent).
@@ -182,8 +193,11 @@ impl Tracker {
         match slot {
             Some(seen) => {
                 let before = seen.distinct;
-                seen.record(seq);
-                self.distinct += seen.distinct - before;
+                if seen.record(seq) {
+                    self.distinct += seen.distinct - before;
+                } else {
+                    self.unexpected += 1;
+                }
             }
             None => self.unexpected += 1,
         }
@@ -280,5 +294,17 @@ mod tests {
         t.record(3, 0);
         assert_eq!(t.unexpected, 1);
         assert_eq!(t.delivery(&[9, 9, 9, 9, 2]).lost, 1);
+    }
+
+    #[test]
+    fn an_implausible_sequence_number_is_not_recorded() {
+        let mut t = Tracker::new(0, 1);
+        t.record(0, 5);
+        // A header claiming message 4 billion would need a 512 MiB bitmap.
+        t.record(0, u32::MAX);
+        assert_eq!((t.distinct(), t.unexpected), (1, 1));
+        // A large but plausible gap (messages dropped at QoS 0) is fine.
+        t.record(0, 1_000_000);
+        assert_eq!((t.distinct(), t.unexpected), (2, 1));
     }
 }
