@@ -3,7 +3,8 @@
 //!
 //! For every round and every scenario, each broker in turn (the order rotates from round to
 //! round, so no broker always runs first or last) is started fresh on a free loopback port with
-//! equivalent settings (no persistence, large queues, no authentication), one `mqtt bench ...
+//! equivalent settings (no persistence, large queues, 100 QoS 1/2 messages in flight to a
+//! client, no authentication), one `mqtt bench ...
 //! --json` runs against it, and the broker is stopped. The medians over the rounds, and the
 //! ratios ours/Mosquitto and ours/rumqttd, go to `docs/benchmarks.md` (between the `e2e` markers)
 //! with a chart, `docs/benchmarks-e2e.svg`; every run's JSON goes to `target/bench/runs.json`.
@@ -286,8 +287,10 @@ fn start(broker: Broker, paths: &Paths, serial: usize) -> Result<Running> {
         Broker::Ours => {
             fs::write(
                 &config,
-                "# cargo xtask bench: large queues, room for the connection scenarios.\n\
+                "# cargo xtask bench: large queues, 100 QoS 1/2 messages in flight to a client\n\
+                 # (rumqttd's default), room for the connection scenarios.\n\
                  max_connections = 30000\n\
+                 max_inflight = 100\n\
                  max_queued_messages = 100000\n\
                  max_queued_bytes = 1073741824\n\
                  max_packet_size = 1048576\n\
@@ -309,6 +312,7 @@ fn start(broker: Broker, paths: &Paths, serial: usize) -> Result<Running> {
                      persistence false\n\
                      max_connections -1\n\
                      max_queued_messages 100000\n\
+                     max_inflight_messages 100\n\
                      set_tcp_nodelay true\n\
                      log_dest stderr\n\
                      log_type error\n\

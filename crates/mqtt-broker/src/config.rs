@@ -47,6 +47,8 @@ pub struct Config {
     pub sys_interval_secs: u64,
     /// Whether retained messages are stored.
     pub retain_available: bool,
+    /// Runtime worker threads; 0 (the default) starts one per CPU core.
+    pub worker_threads: usize,
 }
 
 impl Default for Config {
@@ -68,6 +70,7 @@ impl Default for Config {
             max_subscriptions_per_session: 10_000,
             sys_interval_secs: 10,
             retain_available: true,
+            worker_threads: 0,
         }
     }
 }

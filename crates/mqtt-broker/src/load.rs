@@ -78,6 +78,10 @@ const KEYS: &[(&str, &str)] = &[
         "Seconds between $SYS/broker/... updates; 0 turns them off.",
     ),
     ("retain_available", "Whether retained messages are stored."),
+    (
+        "worker_threads",
+        "Runtime worker threads; 0 starts one per CPU core.",
+    ),
 ];
 
 /// The prefix of the environment variables: `MQTT_PORT` sets `port`.
