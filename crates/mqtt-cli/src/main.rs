@@ -38,13 +38,59 @@ fn init_tracing(debug: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: a log captured in a file or a pipe stays plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+/// For an unknown option of `pub` or `sub`: the tool and the whole argument, as
+/// `mosquitto_pub` and `mosquitto_sub` name it (`-zz`, not the `-z` the parser stopped at).
+fn unknown_option(error: &clap::Error) -> Option<(String, String)> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if error.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let tool = args
+        .first()
+        .filter(|t| matches!(t.as_str(), "pub" | "sub"))?;
+    let Some(ContextValue::String(invalid)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let argument = args
+        .iter()
+        .skip(1)
+        .find(|a| {
+            *a == invalid
+                || (invalid.starts_with("--") && a.starts_with(&format!("{invalid}=")))
+                || (!invalid.starts_with("--")
+                    && invalid.len() == 2
+                    && a.starts_with('-')
+                    && !a.starts_with("--")
+                    && invalid.get(1..).is_some_and(|c| a[1..].contains(c)))
+        })
+        .unwrap_or(invalid);
+    Some((tool.clone(), argument.clone()))
 }
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
+            if let Some((tool, option)) = unknown_option(&e) {
+                // As Mosquitto's clients report it.
+                let mut err = std::io::stderr().lock();
+                let _ = std::io::Write::write_fmt(
+                    &mut err,
+                    format_args!(
+                        "Error: Unknown option '{option}'.\n\nUse 'mqtt {tool} --help' to see usage.\n"
+                    ),
+                );
+                return ExitCode::from(1);
+            }
             let _ = e.print();
             // Help and version are not errors; a bad command line exits 1, as Mosquitto's
             // clients do.

@@ -331,7 +331,11 @@ fn run_bounded_with_stdin(command: &mut Command) -> Output {
 }
 
 /// Exit status and stderr of both tools for the same arguments.
-fn compare_failure(tool: &str, port: u16, args: &[&str]) -> (Output, Output) {
+fn compare_failure<S: AsRef<std::ffi::OsStr>>(
+    tool: &str,
+    port: u16,
+    args: &[S],
+) -> (Output, Output) {
     let home = TempDir::new("cli-home");
     let program = match tool {
         "pub" => "mosquitto_pub",
@@ -348,88 +352,482 @@ fn compare_failure(tool: &str, port: u16, args: &[&str]) -> (Output, Output) {
     (theirs, ours)
 }
 
+/// A broker that refuses the connection of a client with id [`REFUSED_ID`]: Mosquitto without
+/// anonymous access (not authorised: 5, or 135 under MQTT 5.0), ours with a short limit on
+/// client ids (identifier rejected: 2, or 133).
+fn refusing(peer: &Peer) -> Peer {
+    match peer {
+        Peer::Ours(_) => Peer::Ours(OurBroker::start_with(mqtt_broker::config::Config {
+            max_client_id_len: 8,
+            ..mqtt_broker::config::Config::default()
+        })),
+        Peer::Mosquitto(_) => Peer::Mosquitto(
+            Mosquitto::builder()
+                .config_line("allow_anonymous false")
+                .start(),
+        ),
+    }
+}
+
+/// A client id [`refusing`] brokers refuse.
+const REFUSED_ID: &str = "refused-client-id";
+
 #[test]
 fn exit_statuses_match_mosquitto() {
-    let broker = Mosquitto::start();
-    let refusing = Mosquitto::builder()
-        .config_line("allow_anonymous false")
-        .start();
     let free = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let p = broker.port();
-    let cases: &[(&str, u16, &[&str], &str)] = &[
-        ("pub", p, &["-t", "t", "-m", "x"], "success"),
-        ("pub", p, &["-t", "a/#", "-m", "x"], "wildcard topic"),
-        ("pub", p, &["-t", "t", "-m", "x", "-q", "3"], "QoS 3"),
-        ("pub", p, &["-t", "t", "-m", "x", "-k", "3"], "keep alive 3"),
-        ("pub", p, &["-t", "t"], "no message"),
-        ("pub", p, &["-m", "x"], "no topic"),
-        ("pub", p, &["-t", "t", "-m", "x", "-n"], "two messages"),
-        (
-            "pub",
-            p,
-            &["-t", "t", "-m", "x", "-V", "mqttv4"],
-            "bad version",
-        ),
-        ("pub", p, &["-t", "t", "-m", "x", "-i", ""], "empty id"),
-        (
-            "pub",
-            p,
-            &["-t", "t", "-f", "/nonexistent/file"],
-            "missing file",
-        ),
-        (
-            "pub",
-            refusing.port(),
-            &["-t", "t", "-m", "x"],
-            "refused: not authorised",
-        ),
-        ("pub", free, &["-t", "t", "-m", "x"], "nobody listening"),
-        ("sub", p, &[], "no topic"),
-        ("sub", p, &["-t", "a/#/b"], "bad filter"),
-        ("sub", p, &["-t", "t", "-c"], "-c without id"),
-        ("sub", p, &["-t", "t", "-C", "0"], "count 0"),
-        ("sub", p, &["-t", "t", "-F", "%"], "incomplete format"),
-        ("sub", p, &["-t", "t", "-F", "%Q"], "unknown format"),
-        ("sub", p, &["-t", "t", "-W", "0"], "timeout 0"),
-        ("sub", p, &["-t", "t", "-W", "1"], "timeout"),
-        ("sub", p, &["-t", "t", "-E"], "exit after SUBACK"),
-        ("sub", refusing.port(), &["-t", "t"], "refused"),
-        ("sub", free, &["-t", "t"], "nobody listening"),
-        (
-            "sub",
-            p,
-            &["-t", "t", "--retained-only", "-W", "1"],
-            "retained only, none",
-        ),
-    ];
-    for (tool, port, args, what) in cases {
-        let (theirs, ours) = compare_failure(tool, *port, args);
-        assert_eq!(
-            ours.status.code(),
-            theirs.status.code(),
-            "{tool} {what}\nmosquitto: {}\nours: {}",
-            describe(&theirs),
-            describe(&ours)
-        );
-        // The first line of stderr says the same thing (the usage pointer names our tool).
-        let first = |o: &Output| {
-            String::from_utf8_lossy(&o.stderr)
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .to_owned()
-        };
-        if what != &"no message" {
+    for peer in peers() {
+        let refusing = refusing(&peer);
+        let p = peer.port();
+        let r = refusing.port();
+        let port = p.to_string();
+        let cases: &[(&str, u16, &[&str], &str)] = &[
+            ("pub", p, &["-t", "t", "-m", "x"], "success"),
+            (
+                "pub",
+                free,
+                &[
+                    "-t", "a", "-t", "t", "-m", "x", "-q", "2", "-q", "1", "-p", &port,
+                ],
+                "repeated options: the last one counts",
+            ),
+            ("pub", p, &["-t", "a/#", "-m", "x"], "wildcard topic"),
+            ("pub", p, &["-t", "t", "-m", "x", "-q", "3"], "QoS 3"),
+            ("pub", p, &["-t", "t", "-m", "x", "-k", "3"], "keep alive 3"),
+            ("pub", p, &["-t", "t"], "no message"),
+            ("pub", p, &["-m", "x"], "no topic"),
+            ("pub", p, &["-t", "t", "-m", "x", "-n"], "two messages"),
+            (
+                "pub",
+                p,
+                &["-t", "t", "-m", "x", "-V", "mqttv4"],
+                "bad version",
+            ),
+            ("pub", p, &["-t", "t", "-m", "x", "-i", ""], "empty id"),
+            (
+                "pub",
+                p,
+                &["-t", "t", "-f", "/nonexistent/file"],
+                "missing file",
+            ),
+            (
+                "pub",
+                r,
+                &["-t", "t", "-m", "x", "-i", REFUSED_ID],
+                "refused",
+            ),
+            (
+                "pub",
+                r,
+                &["-t", "t", "-m", "x", "-i", REFUSED_ID, "-V", "mqttv5"],
+                "refused, MQTT 5.0",
+            ),
+            ("pub", free, &["-t", "t", "-m", "x"], "nobody listening"),
+            ("sub", p, &[], "no topic"),
+            ("sub", p, &["-t", "a/#/b"], "bad filter"),
+            ("sub", p, &["-t", "t", "-c"], "-c without id"),
+            ("sub", p, &["-t", "t", "-C", "0"], "count 0"),
+            ("sub", p, &["-t", "t", "-F", "%"], "incomplete format"),
+            ("sub", p, &["-t", "t", "-F", "%Q"], "unknown format"),
+            ("sub", p, &["-t", "t", "-W", "0"], "timeout 0"),
+            ("sub", p, &["-t", "t", "-W", "1"], "timeout"),
+            ("sub", p, &["-t", "t", "-E"], "exit after SUBACK"),
+            ("sub", r, &["-t", "t", "-i", REFUSED_ID], "refused"),
+            (
+                "sub",
+                r,
+                &["-t", "t", "-i", REFUSED_ID, "-V", "5"],
+                "refused, MQTT 5.0",
+            ),
+            ("sub", free, &["-t", "t"], "nobody listening"),
+            (
+                "sub",
+                p,
+                &["-t", "t", "--retained-only", "-W", "1"],
+                "retained only, none",
+            ),
+        ];
+        for (tool, port, args, what) in cases {
+            let (theirs, ours) = compare_failure(tool, *port, args);
+            assert_eq!(
+                ours.status.code(),
+                theirs.status.code(),
+                "{} {tool} {what}\nmosquitto: {}\nours: {}",
+                peer.name(),
+                describe(&theirs),
+                describe(&ours)
+            );
+            // The first line of stderr says the same thing (the usage pointer names our tool).
+            let first = |o: &Output| {
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .to_owned()
+            };
             assert_eq!(
                 first(&ours),
                 first(&theirs),
-                "{tool} {what}: first line of stderr"
+                "{} {tool} {what}: first line of stderr",
+                peer.name()
             );
         }
     }
+}
+
+/// Bad command lines: the same exit status and the same stderr, byte for byte (but for the
+/// tool's name in the pointer to `--help`).
+#[test]
+fn option_errors_match_mosquitto_byte_for_byte() {
+    let broker = Mosquitto::start();
+    let p = broker.port();
+    let url = format!("MQTT://127.0.0.1:{p}/t");
+    let m: &[&str] = &["-t", "t", "-m", "x"];
+    let with = |extra: &[&str]| -> Vec<String> {
+        m.iter().chain(extra).map(|s| (*s).to_owned()).collect()
+    };
+    let owned = |args: &[&str]| -> Vec<String> { args.iter().map(|s| (*s).to_owned()).collect() };
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        ("pub", with(&["-q", "3"])),
+        ("pub", with(&["-q", "-1"])),
+        ("pub", with(&["-k", "3"])),
+        ("pub", with(&["-V", "4"])),
+        ("pub", with(&["-p", "70000"])),
+        ("pub", with(&["-i", "a", "-I", "b"])),
+        ("pub", with(&["-I", "b", "-i", "a"])),
+        ("pub", with(&["--will-qos", "3"])),
+        ("pub", with(&["--will-payload", "p"])),
+        ("pub", with(&["--will-retain"])),
+        ("pub", with(&["--will-qos", "1"])),
+        ("pub", with(&["-P", "secret"])),
+        ("pub", with(&["-i", ""])),
+        ("pub", with(&["-i", "", "--quiet"])),
+        ("pub", with(&["-c"])),
+        ("pub", with(&["--cert", "c.pem"])),
+        ("pub", with(&["--key", "k.pem"])),
+        ("pub", with(&["--cafile", "/nonexistent/ca.pem"])),
+        ("pub", with(&["--cafile", "/nonexistent/ca.pem", "--quiet"])),
+        ("pub", owned(&["-m", "x", "-L", "http://127.0.0.1/t"])),
+        ("pub", owned(&["-m", "x", "-L", "mqtt://127.0.0.1"])),
+        ("pub", owned(&["-m", "x", "-L", &url])),
+        ("pub", with(&["-n"])),
+        ("pub", with(&["-m", "y"])),
+        ("pub", owned(&["-t", "t"])),
+        ("pub", owned(&["-t", "t", "--quiet"])),
+        ("pub", owned(&["-t", "a/#", "-m", "x"])),
+        ("pub", with(&["--repeat", "0"])),
+        ("pub", with(&["--repeat-delay", "-1"])),
+        ("pub", with(&["-M", "0"])),
+        ("pub", owned(&["-t", "t", "-f", "/nonexistent/file"])),
+        ("pub", with(&["-zz"])),
+        ("pub", with(&["--zz=1"])),
+        ("pub", with(&["z"])),
+        ("pub", with(&["-q", "3", "--quiet"])),
+        ("sub", owned(&[])),
+        ("sub", owned(&["-t", "a/#/b"])),
+        ("sub", owned(&["-t", "t", "-T", "a/#/b"])),
+        ("sub", owned(&["-t", "t", "-U", "a/#/b"])),
+        ("sub", owned(&["-t", "t", "-C", "abc"])),
+        ("sub", owned(&["-t", "t", "-W", "-5"])),
+        ("sub", owned(&["-t", "t", "-W", "18446744073709551615"])),
+        ("sub", owned(&["-t", "t", "-F", "%Q"])),
+        ("sub", owned(&["-t", "t", "-R", "--retained-only"])),
+        (
+            "sub",
+            owned(&["-t", "t", "-R", "--retained-only", "--quiet"]),
+        ),
+        ("sub", owned(&["-t", "t", "-zz"])),
+        ("sub", owned(&["-t", "t", "-i", "a", "-I", "b"])),
+        (
+            "sub",
+            owned(&["-t", "t", "--cafile", "/nonexistent/ca.pem"]),
+        ),
+        ("sub", owned(&["-t", "t", "-L", "mqtt://127.0.0.1"])),
+    ];
+    for (tool, args) in &cases {
+        let (theirs, ours) = compare_failure(tool, p, args);
+        let stderr = String::from_utf8_lossy(&ours.stderr).replace(
+            &format!("'mqtt {tool} --help'"),
+            &format!("'mosquitto_{tool} --help'"),
+        );
+        assert_eq!(
+            (ours.status.code(), stderr.as_str()),
+            (
+                theirs.status.code(),
+                String::from_utf8_lossy(&theirs.stderr).as_ref()
+            ),
+            "{tool} {args:?}"
+        );
+    }
+}
+
+/// Subscribers on `sig/#`, ready once the retained probe is printed, each with a will.
+fn subscriber_with_will(command: &mut Command, port: u16, will: &str, extra: &[&str]) -> Spawned {
+    Spawned::new(
+        command
+            .args(port_args(port))
+            .args([
+                "-t",
+                "sig/#",
+                "--will-topic",
+                will,
+                "--will-payload",
+                "died",
+            ])
+            .args(extra),
+    )
+}
+
+/// `-W`, SIGINT and SIGTERM end `mqtt sub` as they end `mosquitto_sub`: the same exit status
+/// (27, 0, 0), and a clean disconnect, so the broker does not publish the will.
+#[test]
+fn sub_disconnects_cleanly_on_timeout_and_signals() {
+    for peer in peers() {
+        let port = peer.port();
+        let home = TempDir::new("cli-home");
+        let watcher = Spawned::new(
+            theirs("mosquitto_sub", &home)
+                .args(port_args(port))
+                .args(["-t", "will/#", "-v", "-W", "6"]),
+        );
+        mosquitto_pub(port, &home, &["-t", "will/ready", "-m", "r", "-r"]);
+        watcher.wait_for_stdout(Duration::from_secs(10), |o| !o.is_empty());
+        mosquitto_pub(port, &home, &["-t", "will/ready", "-n", "-r"]);
+        mosquitto_pub(port, &home, &["-t", "sig/probe", "-m", "p", "-r"]);
+        let mut statuses = Vec::new();
+        for ending in ["-W", "INT", "TERM"] {
+            let mut pair = Vec::new();
+            for (name, mut command) in [
+                ("theirs", theirs("mosquitto_sub", &home)),
+                ("ours", ours("sub", &home)),
+            ] {
+                let will = format!("will/{name}/{ending}");
+                let extra: &[&str] = if ending == "-W" { &["-W", "1"] } else { &[] };
+                pair.push(subscriber_with_will(&mut command, port, &will, extra));
+            }
+            for sub in &pair {
+                sub.wait_for_stdout(Duration::from_secs(10), |o| !o.is_empty());
+            }
+            if ending != "-W" {
+                for sub in &pair {
+                    let status = Command::new("kill")
+                        .args([&format!("-{ending}"), &sub.id().to_string()])
+                        .status()
+                        .unwrap();
+                    assert!(status.success());
+                }
+            }
+            let codes: Vec<_> = pair
+                .into_iter()
+                .map(|s| s.wait(CHILD_TIMEOUT).status.code())
+                .collect();
+            statuses.push((ending, codes));
+        }
+        mosquitto_pub(port, &home, &["-t", "sig/probe", "-n", "-r"]);
+        for (ending, codes) in &statuses {
+            assert_eq!(codes[1], codes[0], "{} {ending}: exit status", peer.name());
+        }
+        assert_eq!(statuses[0].1[1], Some(27), "{}", peer.name());
+        let out = watcher.wait(CHILD_TIMEOUT);
+        let wills: Vec<_> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("will/ready"))
+            .map(String::from)
+            .collect();
+        assert!(
+            wills.is_empty(),
+            "{}: wills published: {wills:?}",
+            peer.name()
+        );
+    }
+}
+
+/// A broker that refuses subscriptions: ours, with at most 2 topic levels in a filter.
+/// `mosquitto_sub` reports only a refusal of every filter, then disconnects with status 0.
+#[test]
+fn refused_subscriptions_are_reported_as_mosquitto_sub_does() {
+    let broker = OurBroker::start_with(mqtt_broker::config::Config {
+        max_topic_levels: 2,
+        ..mqtt_broker::config::Config::default()
+    });
+    let port = broker.port();
+    let cases: &[&[&str]] = &[
+        &["-t", "a/b/c", "-W", "3"],
+        &["-t", "a/b/c", "-t", "x/y/z", "-W", "3", "-V", "5"],
+        &["-t", "a/b/c", "-E"],
+        &["-t", "a/b/c", "-W", "3", "--quiet"],
+        // One filter granted: nothing said, and -W ends it.
+        &["-t", "a/b/c", "-t", "a/b", "-W", "1"],
+    ];
+    for args in cases {
+        let (theirs, ours) = compare_failure("sub", port, args);
+        assert_eq!(
+            (ours.status.code(), String::from_utf8_lossy(&ours.stderr)),
+            (
+                theirs.status.code(),
+                String::from_utf8_lossy(&theirs.stderr)
+            ),
+            "{args:?}\nmosquitto: {}\nours: {}",
+            describe(&theirs),
+            describe(&ours)
+        );
+    }
+}
+
+/// Under MQTT 5.0 the properties of a message reach `-F`: `%j` has its `"properties"`, and
+/// `%C`, `%R`, `%D`, `%F` and `%P` print them.
+#[test]
+fn sub_prints_v5_properties_as_mosquitto_sub_does() {
+    for peer in peers() {
+        let port = peer.port();
+        let home = TempDir::new("cli-home");
+        let args: Vec<String> = port_args(port)
+            .into_iter()
+            .chain(
+                [
+                    "-V",
+                    "5",
+                    "-t",
+                    "v5/#",
+                    "-q",
+                    "1",
+                    "-C",
+                    "4",
+                    "-W",
+                    "10",
+                    "-F",
+                    "%t|%C|%R|%D|%F|%P|%j",
+                ]
+                .map(String::from),
+            )
+            .collect();
+        // Retained before they subscribe: printing it tells they have subscribed.
+        mosquitto_pub(port, &home, &["-t", "v5/0", "-m", "ready", "-r", "-q", "1"]);
+        let theirs = Spawned::new(theirs("mosquitto_sub", &home).args(&args));
+        let ours = Spawned::new(ours("sub", &home).args(&args));
+        for sub in [&theirs, &ours] {
+            sub.wait_for_stdout(Duration::from_secs(10), |out| !out.is_empty());
+        }
+        // Properties in identifier order: the order both brokers forward them in, and the one
+        // `mqtt sub` prints them in (the client does not tell the order they arrived in).
+        let v5 = ["-V", "5", "-q", "1"];
+        let publish = |args: &[&str]| {
+            let all: Vec<&str> = v5.iter().chain(args).copied().collect();
+            mosquitto_pub(port, &home, &all);
+        };
+        publish(&[
+            "-t",
+            "v5/all",
+            "-m",
+            r#"{"a":1}"#,
+            "-D",
+            "publish",
+            "payload-format-indicator",
+            "1",
+            "-D",
+            "publish",
+            "response-topic",
+            "v5/reply",
+            "-D",
+            "publish",
+            "correlation-data",
+            "corr",
+            "-D",
+            "publish",
+            "user-property",
+            "k1",
+            "v1",
+            "-D",
+            "publish",
+            "user-property",
+            "k2",
+            "v2",
+        ]);
+        publish(&[
+            "-t",
+            "v5/type",
+            "-m",
+            "x",
+            "-D",
+            "publish",
+            "content-type",
+            "text/plain",
+        ]);
+        publish(&["-t", "v5/none", "-m", "plain"]);
+        let strip_time = |o: Output| -> (Option<i32>, String) {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let mut kept = String::new();
+            for line in text.lines() {
+                // "tst" differs between the two subscribers: drop it.
+                let line = match (line.find(r#""tst":""#), line.find(r#","topic""#)) {
+                    (Some(a), Some(b)) if a < b => format!("{}{}", &line[..a], &line[b + 1..]),
+                    _ => line.to_owned(),
+                };
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+            (o.status.code(), kept)
+        };
+        let theirs = strip_time(theirs.wait(CHILD_TIMEOUT));
+        let ours = strip_time(ours.wait(CHILD_TIMEOUT));
+        mosquitto_pub(port, &home, &["-t", "v5/0", "-n", "-r", "-q", "1"]);
+        assert_eq!(ours, theirs, "{}", peer.name());
+        assert!(theirs.1.contains(r#""properties":{"#), "{}", theirs.1);
+    }
+}
+
+/// `-d` writes a plain log when stderr is not a terminal: no colour escapes.
+#[test]
+fn debug_log_has_no_escapes_in_a_pipe() {
+    let broker = OurBroker::start();
+    let home = TempDir::new("cli-home");
+    let out = run_bounded(
+        ours("pub", &home)
+            .args(port_args(broker.port()))
+            .args(["-t", "t", "-m", "x", "-d"]),
+        CHILD_TIMEOUT,
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(!out.stderr.is_empty(), "{}", describe(&out));
+    assert!(!out.stderr.contains(&0x1b), "{}", describe(&out));
+}
+
+/// `--repeat-delay` too long for a clock, and `-W` past the range of Mosquitto's `int`, are
+/// refused with a message, never a panic.
+#[test]
+fn huge_numbers_are_refused_not_a_panic() {
+    let home = TempDir::new("cli-home");
+    let out = run_bounded(
+        ours("pub", &home).args([
+            "-t",
+            "t",
+            "-m",
+            "x",
+            "--repeat",
+            "2",
+            "--repeat-delay",
+            "1e30",
+        ]),
+        CHILD_TIMEOUT,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("Error: Invalid --repeat-delay argument"),
+        "{}",
+        describe(&out)
+    );
+    let out = run_bounded(
+        ours("sub", &home).args(["-t", "t", "-W", "18446744073709551615"]),
+        CHILD_TIMEOUT,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("Error: Invalid timeout \"-1\"."),
+        "{}",
+        describe(&out)
+    );
 }
 
 #[test]
@@ -568,7 +966,7 @@ fn tls_options_work_like_mosquitto_pub() {
         CHILD_TIMEOUT,
     );
     assert!(out.status.success(), "{}", describe(&out));
-    // Without the CA the server cannot be verified: both tools fail with status 1.
+    // Without the CA the server cannot be verified: both tools fail with a TLS error.
     let (theirs, ours_out) = (
         run_bounded(
             theirs("mosquitto_pub", &home).args([
@@ -599,12 +997,15 @@ fn tls_options_work_like_mosquitto_pub() {
             CHILD_TIMEOUT,
         ),
     );
-    assert_eq!(
-        ours_out.status.code(),
-        theirs.status.code(),
+    // mosquitto_pub's status here depends on timing: 8 (MOSQ_ERR_TLS) when the handshake
+    // fails inside its connect call, 1 when it fails later in its network loop (seen under
+    // load). Ours fails the handshake before connecting, always: 8.
+    assert!(
+        matches!(theirs.status.code(), Some(1 | 8)),
         "{}",
-        describe(&ours_out)
+        describe(&theirs)
     );
+    assert_eq!(ours_out.status.code(), Some(8), "{}", describe(&ours_out));
 }
 
 /// `-R` hides retained messages, so a retained message cannot tell that the subscribers are
