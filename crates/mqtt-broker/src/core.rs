@@ -490,11 +490,17 @@ impl Broker {
             return;
         }
         let qos = publish.qos.qos();
+        // A retained message is stored and matched against the subscriptions under the
+        // retained lock, which a subscribe holds while it adds its subscription and looks up
+        // the retained messages: a subscriber gets the message either as retained or live,
+        // never both (and never neither).
+        let mut retained_guard = None;
         if publish.retain && self.config.retain_available {
-            let mut retained = self
-                .retained
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
+            let retained = retained_guard.insert(
+                self.retained
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
             if publish.payload.is_empty() {
                 // A zero-byte retained message clears the topic and is never stored
                 // [MQTT-3.3.1-10, MQTT-3.3.1-11].
@@ -527,6 +533,7 @@ impl Broker {
             },
             &mut deliveries,
         );
+        drop(retained_guard);
         let by_key = self.by_key.read().unwrap_or_else(PoisonError::into_inner);
         for d in deliveries {
             let Some(Some(handle)) = by_key.get(d.session as usize) else {
@@ -579,26 +586,29 @@ impl Broker {
                 options: s.options,
                 identifier: subscribe.properties.subscription_identifier,
             };
+            // Shared subscriptions get no retained messages (MQTT 5.0 section 4.8.2). For the
+            // others, the subscription is added and the retained messages looked up under the
+            // retained lock, so that a retained message published meanwhile comes once: see
+            // `publish`.
+            let retained_guard = (!s.filter.is_shared())
+                .then(|| self.retained.read().unwrap_or_else(PoisonError::into_inner));
             self.index.write().insert(handle.key, &s.filter, data);
+            if let Some(stored) = &retained_guard {
+                stored.for_each_match(&s.filter, |_, r| {
+                    retained.push(Delivery {
+                        publish: Arc::clone(&r.publish),
+                        qos: r.qos.min(s.options.qos),
+                        retain: true,
+                    });
+                });
+            }
+            drop(retained_guard);
             handle.lock().session.add_subscription(&s.filter, data);
             codes.push(match s.options.qos {
                 QoS::AtMostOnce => ReasonCode::Success,
                 QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
                 QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
             });
-            // Shared subscriptions get no retained messages (MQTT 5.0 section 4.8.2).
-            if !s.filter.is_shared() {
-                self.retained
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .for_each_match(&s.filter, |_, r| {
-                        retained.push(Delivery {
-                            publish: Arc::clone(&r.publish),
-                            qos: r.qos.min(s.options.qos),
-                            retain: true,
-                        });
-                    });
-            }
         }
         let mut slot = handle.lock();
         slot.session

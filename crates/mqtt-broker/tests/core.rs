@@ -528,3 +528,61 @@ fn persistent_sessions_go_through_the_store() {
     let _clean = connect(&b, "kept", true);
     assert!(store.is_empty());
 }
+
+/// MQTT-3.3.1-6 with a race: a retained message published while a client subscribes reaches
+/// it exactly once, either as the retained message or live, never both and never neither.
+/// Publisher and subscriber run on two threads, released together, many rounds.
+#[test]
+fn a_retained_message_racing_a_subscribe_arrives_once() {
+    let b = Arc::new(broker());
+    let publisher = connect(&b, "race-pub", true);
+    let subscriber = connect(&b, "race-sub", true);
+    let start = Arc::new(std::sync::Barrier::new(2));
+    const ROUNDS: usize = 3000;
+    let thread = std::thread::spawn({
+        let (b, start) = (Arc::clone(&b), Arc::clone(&start));
+        move || {
+            for round in 0..ROUNDS {
+                start.wait();
+                let mut p = Publish::new(
+                    TopicName::try_from("race/t").unwrap(),
+                    Bytes::from(round.to_string()),
+                );
+                p.retain = true;
+                publisher.send(&b, Packet::Publish(p));
+                start.wait();
+                // The subscriber has counted and unsubscribed: clear the topic.
+                start.wait();
+                let mut clear = Publish::new(TopicName::try_from("race/t").unwrap(), Bytes::new());
+                clear.retain = true;
+                publisher.send(&b, Packet::Publish(clear));
+                start.wait();
+            }
+        }
+    });
+    for round in 0..ROUNDS {
+        start.wait();
+        subscriber.subscribe(&b, "race/t", QoS::AtMostOnce);
+        start.wait();
+        let copies = subscriber
+            .publishes()
+            .iter()
+            .filter(|p| p.starts_with(&format!("PUBLISH race/t {round} ")))
+            .count();
+        assert_eq!(
+            copies, 1,
+            "round {round}: the message arrived {copies} times"
+        );
+        subscriber.send(
+            &b,
+            Packet::Unsubscribe(Unsubscribe::new(
+                PacketId::new(2).unwrap(),
+                TopicFilter::try_from("race/t").unwrap(),
+            )),
+        );
+        start.wait();
+        start.wait();
+        subscriber.received();
+    }
+    thread.join().unwrap();
+}

@@ -815,53 +815,38 @@ impl Bench {
         let mut outcomes = Vec::with_capacity(clients);
         let mut starter = Starter::new(plan.interval);
         let setup_start = Instant::now();
-        let mut attempted: u64 = 0;
         for j in 0..subscribers as u32 {
-            if self.interrupted() {
+            let Some(task) = self
+                .next_task(&mut starter, &mut outcomes, next_counter())
+                .await
+            else {
                 break;
-            }
-            starter.next().await;
-            let permit = self.connecting.clone().acquire_owned().await.ok();
-            let (tx, rx) = oneshot::channel();
-            outcomes.push(rx);
-            attempted += 1;
-            subs.push(tokio::spawn(subscriber(
-                self.task(next_counter(), tx, permit),
-                j,
-            )));
+            };
+            subs.push(tokio::spawn(subscriber(task, j)));
         }
         self.settle(&mut outcomes, &mut connect_histogram, &mut connect_errors)
             .await;
         for i in 0..publishers as u32 {
-            if self.interrupted() {
+            let Some(task) = self
+                .next_task(&mut starter, &mut outcomes, next_counter())
+                .await
+            else {
                 break;
-            }
-            starter.next().await;
-            let permit = self.connecting.clone().acquire_owned().await.ok();
-            let (tx, rx) = oneshot::channel();
-            outcomes.push(rx);
-            attempted += 1;
-            pubs.push(tokio::spawn(publisher(
-                self.task(next_counter(), tx, permit),
-                i,
-            )));
+            };
+            pubs.push(tokio::spawn(publisher(task, i)));
         }
         for i in 0..plan.conns {
-            if self.interrupted() {
+            let Some(task) = self
+                .next_task(&mut starter, &mut outcomes, next_counter())
+                .await
+            else {
                 break;
-            }
-            starter.next().await;
-            let permit = self.connecting.clone().acquire_owned().await.ok();
-            let (tx, rx) = oneshot::channel();
-            outcomes.push(rx);
-            attempted += 1;
-            holders.push(tokio::spawn(holder(
-                self.task(next_counter(), tx, permit),
-                i,
-            )));
+            };
+            holders.push(tokio::spawn(holder(task, i)));
         }
         self.settle(&mut outcomes, &mut connect_histogram, &mut connect_errors)
             .await;
+        let attempted = (subs.len() + pubs.len() + holders.len()) as u64;
 
         let start = Instant::now();
         let setup = start.saturating_duration_since(setup_start);
@@ -1026,6 +1011,24 @@ impl Bench {
         summary.ok = failures.is_empty();
         summary.failures = failures;
         summary
+    }
+
+    /// Waits for the next client's turn (the interval, and a place among the connections
+    /// being set up) and makes its task; `None` once a Ctrl-C cut the setup short.
+    async fn next_task(
+        &self,
+        starter: &mut Starter,
+        outcomes: &mut Vec<oneshot::Receiver<Connected>>,
+        counters: Arc<Counters>,
+    ) -> Option<Task> {
+        if self.interrupted() {
+            return None;
+        }
+        starter.next().await;
+        let permit = Arc::clone(&self.connecting).acquire_owned().await.ok();
+        let (tx, rx) = oneshot::channel();
+        outcomes.push(rx);
+        Some(self.task(counters, tx, permit))
     }
 
     fn task(

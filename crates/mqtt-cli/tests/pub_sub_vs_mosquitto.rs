@@ -14,38 +14,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use support::ours::OurBroker;
-use support::{CHILD_TIMEOUT, Mosquitto, Spawned, TempDir, describe, run_bounded};
+use support::{CHILD_TIMEOUT, Mosquitto, Peer, Spawned, TempDir, describe, peers, run_bounded};
 
 const MQTT: &str = env!("CARGO_BIN_EXE_mqtt");
-
-/// A broker under test: ours in process, or Mosquitto.
-enum Peer {
-    Ours(OurBroker),
-    Mosquitto(Mosquitto),
-}
-
-impl Peer {
-    fn port(&self) -> u16 {
-        match self {
-            Self::Ours(b) => b.port(),
-            Self::Mosquitto(b) => b.port(),
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Ours(_) => "ours",
-            Self::Mosquitto(_) => "mosquitto",
-        }
-    }
-}
-
-fn peers() -> [Peer; 2] {
-    [
-        Peer::Ours(OurBroker::start()),
-        Peer::Mosquitto(Mosquitto::start()),
-    ]
-}
 
 /// Our tool with a clean environment: no `MQTT_*` variables and no configuration file.
 fn ours(tool: &str, home: &TempDir) -> Command {

@@ -17,43 +17,13 @@ use mqtt_client::{
     Backoff, Client, ConnectOptions, ConnectionError, Error, Event, Events, Message,
     OutgoingMessage, ProtocolVersion, QoS, ReasonCode,
 };
-use support::Mosquitto;
 use support::ours::{CuttingProxy, OurBroker};
+use support::{Mosquitto, peers};
 
 /// The longest any test may run.
 const TEST_LIMIT: Duration = Duration::from_secs(90);
 /// The longest a test waits for one expected event.
 const EVENT_LIMIT: Duration = Duration::from_secs(20);
-
-/// A broker under test.
-enum Peer {
-    Ours(OurBroker),
-    Mosquitto(Mosquitto),
-}
-
-impl Peer {
-    fn port(&self) -> u16 {
-        match self {
-            Self::Ours(b) => b.port(),
-            Self::Mosquitto(b) => b.port(),
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Ours(_) => "ours",
-            Self::Mosquitto(_) => "mosquitto",
-        }
-    }
-}
-
-/// Both brokers, fresh.
-fn peers() -> [Peer; 2] {
-    [
-        Peer::Ours(OurBroker::start()),
-        Peer::Mosquitto(Mosquitto::start()),
-    ]
-}
 
 fn options(port: u16) -> ConnectOptions {
     ConnectOptions::new("127.0.0.1", port)

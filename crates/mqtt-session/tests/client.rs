@@ -617,7 +617,11 @@ proptest! {
         let mut done: HashMap<u32, usize> = HashMap::new();
         let mut next = 0u32;
         let mut connected = true;
-        for step in steps.into_iter().chain([Step::ToServer(255), Step::ToClient(255)].into_iter().cycle().take(40)) {
+        // A quiet tail long enough for everything to finish, however much is queued: a QoS 2
+        // message takes two round trips, and the window lets 3 through at a time.
+        let publishes = steps.iter().filter(|s| matches!(s, Step::Publish(_))).count();
+        let tail = 2 * (2 * publishes + 20);
+        for step in steps.into_iter().chain([Step::ToServer(255), Step::ToClient(255)].into_iter().cycle().take(tail)) {
             match step {
                 Step::Publish(q) => {
                     let qos = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce][usize::from(q)];

@@ -810,3 +810,40 @@ fn free_port() -> u16 {
 }
 
 pub mod ours;
+
+/// A broker under test: ours (in process) or Mosquitto.
+#[allow(dead_code)]
+pub enum Peer {
+    /// Our broker.
+    Ours(ours::OurBroker),
+    /// The Mosquitto broker.
+    Mosquitto(Mosquitto),
+}
+
+#[allow(dead_code)]
+impl Peer {
+    /// Its loopback port.
+    pub fn port(&self) -> u16 {
+        match self {
+            Self::Ours(b) => b.port(),
+            Self::Mosquitto(b) => b.port(),
+        }
+    }
+
+    /// "ours" or "mosquitto", for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Ours(_) => "ours",
+            Self::Mosquitto(_) => "mosquitto",
+        }
+    }
+}
+
+/// Both brokers, freshly started.
+#[allow(dead_code)]
+pub fn peers() -> [Peer; 2] {
+    [
+        Peer::Ours(ours::OurBroker::start()),
+        Peer::Mosquitto(Mosquitto::start()),
+    ]
+}
