@@ -318,6 +318,23 @@ impl Progress {
     }
 }
 
+/// How many different payloads arrived on `topic`.
+fn distinct(seen: &HashMap<String, Vec<u32>>, topic: &str) -> u32 {
+    let mut v = seen.get(topic).cloned().unwrap_or_default();
+    v.sort_unstable();
+    v.dedup();
+    v.len() as u32
+}
+
+/// Options for a persistent session that reconnects quickly with a small window.
+fn persistent(port: u16, id: &str) -> ConnectOptions {
+    options(port)
+        .client_id(id)
+        .clean_session(false)
+        .reconnect(quick())
+        .max_inflight(10)
+}
+
 /// [`collect`], counting messages and connections in `progress`.
 async fn collect_counting(
     events: &mut Events,
@@ -359,18 +376,14 @@ async fn mqtt_4_3_nothing_lost_nothing_doubled_through_cut_connections() {
             let name = peer.name();
             const N: u32 = 200;
             let proxy = CuttingProxy::start(([127, 0, 0, 1], peer.port()).into()).await;
-            let persistent = |id: &str| {
-                options(proxy.port())
-                    .client_id(id)
-                    .clean_session(false)
-                    .reconnect(quick())
-                    .max_inflight(10)
-            };
-            let (sub, mut sub_events) = Client::connect(persistent("cut-sub").event_capacity(8))
+            let (sub, mut sub_events) =
+                Client::connect(persistent(proxy.port(), "cut-sub").event_capacity(8))
+                    .await
+                    .unwrap();
+            sub.subscribe([("cut/+", QoS::ExactlyOnce)]).await.unwrap();
+            let (publisher, _pe) = Client::connect(persistent(proxy.port(), "cut-pub"))
                 .await
                 .unwrap();
-            sub.subscribe([("cut/+", QoS::ExactlyOnce)]).await.unwrap();
-            let (publisher, _pe) = Client::connect(persistent("cut-pub")).await.unwrap();
             // Cut whenever the subscriber has received 10 messages on a new connection, so
             // every cut lands mid-stream.
             let progress = Progress::default();
@@ -396,13 +409,7 @@ async fn mqtt_4_3_nothing_lost_nothing_doubled_through_cut_connections() {
                 }
             };
             let receiving = collect_counting(&mut sub_events, &progress, |seen| {
-                let distinct = |t: &str| {
-                    let mut v = seen.get(t).cloned().unwrap_or_default();
-                    v.sort_unstable();
-                    v.dedup();
-                    v.len() as u32
-                };
-                distinct("cut/1") == N && distinct("cut/2") == N
+                distinct(seen, "cut/1") == N && distinct(seen, "cut/2") == N
             });
             let ((), (), seen) = tokio::join!(cutting, publishing, receiving);
             // The first connection is counted too.
@@ -411,13 +418,9 @@ async fn mqtt_4_3_nothing_lost_nothing_doubled_through_cut_connections() {
                 reconnects >= 2,
                 "{name}: only {reconnects} reconnections mid-stream"
             );
-            let qos2 = &seen["cut/2"];
-            let mut sorted = qos2.clone();
-            sorted.sort_unstable();
-            sorted.dedup();
             assert_eq!(
-                sorted.len(),
-                qos2.len(),
+                distinct(&seen, "cut/2") as usize,
+                seen["cut/2"].len(),
                 "{name}: a QoS 2 message arrived twice"
             );
             // Give stragglers a moment: a late duplicate of QoS 2 would show up here.
@@ -451,18 +454,14 @@ async fn mosquitto_restart_loses_nothing_acknowledged() {
         const N: u32 = 150;
         let mut broker = Mosquitto::builder().persistence(true).start();
         let port = broker.port();
-        let persistent = |id: &str| {
-            options(port)
-                .client_id(id)
-                .clean_session(false)
-                .reconnect(quick())
-                .max_inflight(10)
-        };
-        let (sub, mut sub_events) = Client::connect(persistent("restart-sub").event_capacity(8))
+        let (sub, mut sub_events) =
+            Client::connect(persistent(port, "restart-sub").event_capacity(8))
+                .await
+                .unwrap();
+        sub.subscribe([("rs/+", QoS::ExactlyOnce)]).await.unwrap();
+        let (publisher, _pe) = Client::connect(persistent(port, "restart-pub"))
             .await
             .unwrap();
-        sub.subscribe([("rs/+", QoS::ExactlyOnce)]).await.unwrap();
-        let (publisher, _pe) = Client::connect(persistent("restart-pub")).await.unwrap();
         // Restart when a third of the messages have arrived: mid-stream.
         let progress = Progress::default();
         let restarting = async {
@@ -476,22 +475,16 @@ async fn mosquitto_restart_loses_nothing_acknowledged() {
             );
         };
         let receiving = collect_counting(&mut sub_events, &progress, |seen| {
-            let distinct = |t: &str| {
-                let mut v = seen.get(t).cloned().unwrap_or_default();
-                v.sort_unstable();
-                v.dedup();
-                v.len() as u32
-            };
-            distinct("rs/1") == N && distinct("rs/2") == N
+            distinct(seen, "rs/1") == N && distinct(seen, "rs/2") == N
         });
         let ((), (), seen) = tokio::join!(restarting, publishing, receiving);
         // The first connection, and the one after the restart.
         assert_eq!(progress.connects.load(Ordering::Relaxed), 2);
-        let qos2 = &seen["rs/2"];
-        let mut sorted = qos2.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        assert_eq!(sorted.len(), qos2.len(), "a QoS 2 message arrived twice");
+        assert_eq!(
+            distinct(&seen, "rs/2") as usize,
+            seen["rs/2"].len(),
+            "a QoS 2 message arrived twice"
+        );
         assert!(
             broker.log().contains("Saving in-memory database"),
             "the restart did not go through a save"
