@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// The most runtime worker threads `worker_threads` may ask for.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
 /// Everything the broker can be told. Every field has a default (see [`Config::default`]), so an
 /// empty file is a valid configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +50,8 @@ pub struct Config {
     pub sys_interval_secs: u64,
     /// Whether retained messages are stored.
     pub retain_available: bool,
-    /// Runtime worker threads; 0 (the default) starts one per CPU core.
+    /// Runtime worker threads (at most [`MAX_WORKER_THREADS`]); 0 (the default) starts one per
+    /// CPU core.
     pub worker_threads: usize,
 }
 
@@ -122,6 +126,12 @@ impl Config {
                 });
             }
         }
+        if self.worker_threads > MAX_WORKER_THREADS {
+            return Err(ConfigError {
+                key: "worker_threads".into(),
+                message: format!("must be at most {MAX_WORKER_THREADS} (0: one per core)"),
+            });
+        }
         if self.max_packet_size < 64 || self.max_packet_size > mqtt_codec::PROTOCOL_MAX_PACKET_SIZE
         {
             return Err(ConfigError {
@@ -164,5 +174,19 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.validate().unwrap_err().key, "max_inflight");
+    }
+
+    #[test]
+    fn worker_threads_are_capped() {
+        let c = Config {
+            worker_threads: MAX_WORKER_THREADS + 1,
+            ..Config::default()
+        };
+        assert_eq!(c.validate().unwrap_err().key, "worker_threads");
+        let c = Config {
+            worker_threads: 2,
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok());
     }
 }

@@ -299,20 +299,17 @@ fn log_close(peer: Peer, client_id: &str, close: &Close) {
     }
 }
 
-/// Waits until the socket is readable, then reads into the buffer.
+/// Reads what the socket has into the buffer, waiting until it is readable.
 ///
-/// An idle connection holds no read buffer: with nothing buffered, the buffer is released
-/// before waiting, and bytes that arrive with no frame under way are read into a chunk on the
-/// stack and copied into a buffer of their size (a readiness that turns out spurious allocates
-/// nothing). When the decoder has made room for a frame under way, the read goes straight into
-/// that room. Ten thousand idle connections would otherwise keep 40 MB of empty buffers.
-/// Cancel-safe: nothing is read until the socket is ready, and then without awaiting.
+/// An idle connection holds no read buffer: when there is nothing to read and nothing
+/// buffered, the buffer is released before waiting, and bytes that arrive with no frame under
+/// way are read into a chunk on the stack and copied into a buffer of their size (a readiness
+/// that turns out spurious allocates nothing). A busy connection keeps its buffer: the read is
+/// tried before giving it up. When the decoder has made room for a frame under way, the read
+/// goes straight into that room. Ten thousand idle connections would otherwise keep 40 MB of
+/// empty buffers. Cancel-safe: reads happen only without awaiting.
 async fn read_some(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
-    if buf.is_empty() && buf.capacity() > 0 {
-        *buf = BytesMut::new();
-    }
     loop {
-        reader.readable().await?;
         let read = if buf.capacity() > buf.len() {
             reader.try_read_buf(buf)
         } else {
@@ -322,7 +319,12 @@ async fn read_some(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::R
             })
         };
         match read {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if buf.is_empty() && buf.capacity() > 0 {
+                    *buf = BytesMut::new();
+                }
+                reader.readable().await?;
+            }
             other => return other,
         }
     }

@@ -574,6 +574,11 @@ impl Broker {
     pub fn subscribe(&self, handle: &SessionHandle, subscribe: &Subscribe) {
         let mut codes = Vec::with_capacity(subscribe.subscriptions.len());
         let mut retained = Vec::new();
+        // The subscriptions are added, the retained messages looked up and queued under the
+        // retained lock, which `publish` holds to store a retained message and match it: a
+        // retained message published meanwhile comes once, and after the stored one it
+        // replaces (lock order: retained, index, session).
+        let stored = self.retained.read().unwrap_or_else(PoisonError::into_inner);
         for s in &subscribe.subscriptions {
             let count = handle.lock().session.subscription_count();
             let refused = s.filter.check_levels(self.config.max_topic_levels).is_err()
@@ -586,14 +591,9 @@ impl Broker {
                 options: s.options,
                 identifier: subscribe.properties.subscription_identifier,
             };
-            // Shared subscriptions get no retained messages (MQTT 5.0 section 4.8.2). For the
-            // others, the subscription is added and the retained messages looked up under the
-            // retained lock, so that a retained message published meanwhile comes once: see
-            // `publish`.
-            let retained_guard = (!s.filter.is_shared())
-                .then(|| self.retained.read().unwrap_or_else(PoisonError::into_inner));
             self.index.write().insert(handle.key, &s.filter, data);
-            if let Some(stored) = &retained_guard {
+            // Shared subscriptions get no retained messages (MQTT 5.0 section 4.8.2).
+            if !s.filter.is_shared() {
                 stored.for_each_match(&s.filter, |_, r| {
                     retained.push(Delivery {
                         publish: Arc::clone(&r.publish),
@@ -602,7 +602,6 @@ impl Broker {
                     });
                 });
             }
-            drop(retained_guard);
             handle.lock().session.add_subscription(&s.filter, data);
             codes.push(match s.options.qos {
                 QoS::AtMostOnce => ReasonCode::Success,
@@ -616,6 +615,7 @@ impl Broker {
         for d in retained {
             slot.session.deliver(d);
         }
+        drop(stored);
         slot.wake();
         if slot.session.is_persistent() && slot.owner != 0 {
             self.store.save(&slot.session);

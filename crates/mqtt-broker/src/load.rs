@@ -80,7 +80,7 @@ const KEYS: &[(&str, &str)] = &[
     ("retain_available", "Whether retained messages are stored."),
     (
         "worker_threads",
-        "Runtime worker threads; 0 starts one per CPU core.",
+        "Runtime worker threads (at most 1024); 0 starts one per CPU core.",
     ),
 ];
 

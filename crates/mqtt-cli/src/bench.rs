@@ -1519,10 +1519,11 @@ async fn subscriber(mut task: Task, index: u32) -> SubReport {
                                 &mut report.histogram,
                                 payload::now_us().saturating_sub(h.sent_us),
                             );
-                            if let Some(t) = tracker.as_mut() {
-                                t.record(h.publisher, h.seq);
-                            }
-                            if let Some(flow) = &task.flow {
+                            let accepted = tracker
+                                .as_mut()
+                                .is_some_and(|t| t.record(h.publisher, h.seq));
+                            // Only what the tracker accepted opens a publisher's window.
+                            if let (true, Some(flow)) = (accepted, &task.flow) {
                                 flow.received(index as usize, h.publisher, h.seq);
                             }
                         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{ArgAction, Args};
-use mqtt_client::{Ack, Client, OutgoingMessage, TopicName};
+use mqtt_client::{Client, OutgoingMessage, TopicName};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::connection::{
@@ -273,6 +273,10 @@ pub async fn run(args: PubArgs, file: &FileDefaults) -> ExitCode {
     }
 }
 
+/// The most publishes waiting for their answer at once (`--repeat`, `-l`): the client's queue
+/// holds the rest back.
+const MAX_PENDING_ACKS: usize = 1000;
+
 /// Publishes one message `repeat` times, waiting `delay` between them.
 async fn publish_repeated(
     client: &Client,
@@ -280,12 +284,18 @@ async fn publish_repeated(
     repeat: u32,
     delay: Duration,
 ) -> Result<(), mqtt_client::Error> {
-    let mut acks: Vec<Ack> = Vec::new();
+    let mut acks = std::collections::VecDeque::new();
     for i in 0..repeat {
         if i > 0 && !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        acks.push(client.send(message.clone()).await?);
+        // A bounded number of answers pending, however many repeats.
+        if acks.len() >= MAX_PENDING_ACKS {
+            if let Some(ack) = acks.pop_front() {
+                ack.await?;
+            }
+        }
+        acks.push_back(client.send(message.clone()).await?);
     }
     for ack in acks {
         ack.await?;
@@ -315,7 +325,7 @@ async fn publish_lines(
         }
         acks.push_back(client.send(message(Bytes::copy_from_slice(&line))).await?);
         // Keep the bookkeeping bounded on endless input: settle acknowledged messages.
-        while acks.len() > 1000 {
+        while acks.len() > MAX_PENDING_ACKS {
             if let Some(ack) = acks.pop_front() {
                 ack.await?;
             }

@@ -425,6 +425,8 @@ impl Receiver<'_> {
                             return End::Done;
                         }
                         if args.remove_retained && m.retain() && !m.payload().is_empty() {
+                            // Finished clears leave the set, so it holds only those in flight.
+                            while clears.try_join_next().is_some() {}
                             clears.spawn(clear(client.clone(), m.topic().clone()));
                         }
                         if args.no_retained && m.retain() {

@@ -280,6 +280,9 @@ impl Driver {
 
     /// Fails what is left, delivers the last events and stops.
     async fn finish(mut self) {
+        // Answers that arrived with the last packets complete their requests first: only
+        // what is really unfinished is abandoned (and counted as such).
+        self.collect();
         let closed = if self.options.reconnect.is_none() && self.disconnect.is_none() {
             || Error::Disconnected
         } else {
@@ -331,7 +334,11 @@ impl Driver {
 
     /// Connects, handshakes and waits for an accepting CONNACK, within the connect timeout.
     async fn open(&mut self, client_id: &str) -> Result<Link, ConnectionError> {
-        let limit = self.options.connect_timeout;
+        let mut limit = self.options.connect_timeout;
+        // A pending disconnect bounds the attempt: it must not outlast the flush timeout.
+        if let Some((_, flush_end)) = &self.disconnect {
+            limit = limit.min(flush_end.saturating_duration_since(Instant::now()));
+        }
         match timeout(limit, self.open_inner(client_id)).await {
             Ok(result) => result,
             Err(_) => Err(ConnectionError::ConnectTimeout),
@@ -590,9 +597,10 @@ impl Driver {
             self.collect();
             self.encode(&mut out);
             if let Some((_, deadline)) = &self.disconnect {
-                let flushed = self.session.is_idle() || Instant::now() >= *deadline;
-                if flushed && out.is_empty() {
-                    return self.goodbye(writer).await;
+                // Everything answered and written, or out of time: what is still being
+                // written gets a bounded last chance in `goodbye`.
+                if (self.session.is_idle() && out.is_empty()) || Instant::now() >= *deadline {
+                    return self.goodbye(writer, out).await;
                 }
             } else if !self.someone_listens() {
                 // Nobody can make requests or read events: leave gracefully.
@@ -677,8 +685,9 @@ impl Driver {
     }
 
     /// Sends DISCONNECT and closes the connection.
-    async fn goodbye<W: AsyncWrite + Unpin>(&mut self, mut writer: W) -> End {
-        let mut out = BytesMut::new();
+    /// Writes what is left of `out` (a packet may be half written) and DISCONNECT, within a
+    /// bound, and ends the connection.
+    async fn goodbye<W: AsyncWrite + Unpin>(&mut self, mut writer: W, mut out: BytesMut) -> End {
         let disconnect = Packet::from(Disconnect::new(ReasonCode::NORMAL_DISCONNECTION));
         if disconnect
             .encode(

@@ -95,8 +95,10 @@ impl Flow {
         };
         let value = u64::from(seq) + 1;
         if next.load(Ordering::Relaxed) < value {
-            next.store(value, Ordering::Release);
-            if sub.waiting.load(Ordering::Acquire) && sub.waiting.swap(false, Ordering::AcqRel) {
+            // SeqCst with the publisher's side of `wait`: either it sees this progress, or
+            // this sees its flag up (store-then-load on both sides needs a total order).
+            next.store(value, Ordering::SeqCst);
+            if sub.waiting.load(Ordering::SeqCst) && sub.waiting.swap(false, Ordering::SeqCst) {
                 sub.notify.notify_waiters();
             }
         }
@@ -113,7 +115,7 @@ impl Flow {
             let received = sub
                 .next
                 .get(route.slot)
-                .map_or(sent, |n| n.load(Ordering::Acquire));
+                .map_or(sent, |n| n.load(Ordering::SeqCst));
             let room = (received + sub.allowance).saturating_sub(sent);
             if room == 0 {
                 return Err(route.subscriber);
@@ -134,7 +136,7 @@ impl Flow {
         // Registered before the flag goes up and before looking again: a wake-up in between
         // is not lost.
         notified.as_mut().enable();
-        sub.waiting.store(true, Ordering::Release);
+        sub.waiting.store(true, Ordering::SeqCst);
         if !matches!(self.credit(publisher, sent), Err(j) if j == subscriber) {
             return;
         }

@@ -185,8 +185,9 @@ impl Tracker {
         }
     }
 
-    /// Records the arrival of `seq` from `publisher`.
-    pub(crate) fn record(&mut self, publisher: u32, seq: u32) {
+    /// Records the arrival of `seq` from `publisher`; `false` when it is not one this tracker
+    /// expects (another publisher, or an implausible sequence number).
+    pub(crate) fn record(&mut self, publisher: u32, seq: u32) -> bool {
         let slot = publisher
             .checked_sub(self.first)
             .and_then(|i| self.seen.get_mut(i as usize));
@@ -195,12 +196,13 @@ impl Tracker {
                 let before = seen.distinct;
                 if seen.record(seq) {
                     self.distinct += seen.distinct - before;
-                } else {
-                    self.unexpected += 1;
+                    return true;
                 }
+                self.unexpected += 1;
             }
             None => self.unexpected += 1,
         }
+        false
     }
 
     /// How many messages it expects, given what each publisher sent (indexed by publisher).
