@@ -111,6 +111,10 @@ pub struct SessionHandle {
     key: SessionKey,
     client_id: MqttString,
     slot: Mutex<Slot>,
+    /// Serializes the changes to the session's subscriptions (SUBSCRIBE, UNSUBSCRIBE) with a
+    /// takeover, so that a subscription of the old connection can never land in the new
+    /// connection's session. Lock order: `changes`, then retained, index, slot.
+    changes: Mutex<()>,
 }
 
 /// The locked part of a session handle.
@@ -369,7 +373,10 @@ impl Broker {
         let mut old_will = None;
         let waker = Arc::new(Notify::new());
         let mut by_id = lock(&self.by_id);
-        let (handle, session_present) = match by_id.get(&client_id).cloned() {
+        let existing = by_id.get(&client_id).cloned();
+        // Held until the old subscriptions are gone from the index: see `SessionHandle`.
+        let changes = existing.as_ref().map(|h| lock(&h.changes));
+        let (handle, session_present) = match &existing {
             Some(handle) => {
                 let mut slot = handle.lock();
                 if slot.owner != 0 {
@@ -387,7 +394,7 @@ impl Broker {
                 slot.waker = Some(Arc::clone(&waker));
                 slot.session.attach(attach, now);
                 drop(slot);
-                (handle, resume)
+                (Arc::clone(handle), resume)
             }
             None => {
                 let key = self.allocate_key();
@@ -402,6 +409,7 @@ impl Broker {
                         owner: generation,
                         waker: Some(Arc::clone(&waker)),
                     }),
+                    changes: Mutex::new(()),
                 });
                 self.set_key(key, Some(Arc::clone(&handle)));
                 by_id.insert(handle.client_id.clone(), Arc::clone(&handle));
@@ -413,6 +421,7 @@ impl Broker {
             self.index.write().remove_session(&handle.key);
         }
         self.index.write().set_available(handle.key, true);
+        drop(changes);
         if connect.clean_start {
             self.store.remove(&client_id);
         }
@@ -572,6 +581,17 @@ impl Broker {
     /// identifier [MQTT-3.8.4-2], one code per filter in order [MQTT-3.9.3-1]), then sends the
     /// matching retained messages with RETAIN set [MQTT-3.3.1-6, MQTT-3.3.1-8].
     pub fn subscribe(&self, handle: &SessionHandle, subscribe: &Subscribe) {
+        self.subscribe_as(handle, None, subscribe);
+    }
+
+    /// [`Broker::subscribe`] for the connection `generation`, if it still owns the session
+    /// (`None`: whoever does).
+    fn subscribe_as(&self, handle: &SessionHandle, generation: Option<u64>, subscribe: &Subscribe) {
+        let _changes = lock(&handle.changes);
+        if generation.is_some_and(|g| handle.lock().owner != g) {
+            // Taken over since the packet was read: it is no longer this session's.
+            return;
+        }
         let mut codes = Vec::with_capacity(subscribe.subscriptions.len());
         let mut retained = Vec::new();
         // The subscriptions are added, the retained messages looked up and queued under the
@@ -625,6 +645,21 @@ impl Broker {
     /// Handles an UNSUBSCRIBE: removes each subscription that exists [MQTT-3.10.4-1] and
     /// answers with UNSUBACK even if none did [MQTT-3.10.4-4, MQTT-3.10.4-5].
     pub fn unsubscribe(&self, handle: &SessionHandle, unsubscribe: &Unsubscribe) {
+        self.unsubscribe_as(handle, None, unsubscribe);
+    }
+
+    /// [`Broker::unsubscribe`] for the connection `generation`, if it still owns the session
+    /// (`None`: whoever does).
+    fn unsubscribe_as(
+        &self,
+        handle: &SessionHandle,
+        generation: Option<u64>,
+        unsubscribe: &Unsubscribe,
+    ) {
+        let _changes = lock(&handle.changes);
+        if generation.is_some_and(|g| handle.lock().owner != g) {
+            return;
+        }
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
         for f in &unsubscribe.filters {
             let existed = self.index.write().remove(&handle.key, f).is_some();
@@ -686,8 +721,8 @@ impl Broker {
         match action {
             None => {}
             Some(Action::Route(publish)) => self.publish(publish, Some(handle)),
-            Some(Action::Subscribe(s)) => self.subscribe(handle, &s),
-            Some(Action::Unsubscribe(u)) => self.unsubscribe(handle, &u),
+            Some(Action::Subscribe(s)) => self.subscribe_as(handle, Some(generation), &s),
+            Some(Action::Unsubscribe(u)) => self.unsubscribe_as(handle, Some(generation), &u),
             Some(Action::Disconnect) => return Ok(Flow::Disconnect),
         }
         Ok(Flow::Continue)

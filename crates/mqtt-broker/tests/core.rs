@@ -586,3 +586,44 @@ fn a_retained_message_racing_a_subscribe_arrives_once() {
     }
     thread.join().unwrap();
 }
+
+/// MQTT-3.1.4-2 with a race: a SUBSCRIBE of the old connection that races a clean-start
+/// takeover never lands in the new connection's session (no subscription it did not ask for,
+/// no SUBACK it did not expect). Two threads released together, many rounds.
+#[test]
+fn a_subscribe_racing_a_takeover_stays_with_the_old_connection() {
+    let b = Arc::new(broker());
+    let start = Arc::new(std::sync::Barrier::new(2));
+    const ROUNDS: usize = 2000;
+    let (tx, rx) = std::sync::mpsc::channel::<Client>();
+    let thread = std::thread::spawn({
+        let (b, start) = (Arc::clone(&b), Arc::clone(&start));
+        move || {
+            for _ in 0..ROUNDS {
+                let old: Client = rx.recv().unwrap();
+                start.wait();
+                old.subscribe(&b, "race/#", QoS::AtLeastOnce);
+                start.wait();
+            }
+        }
+    });
+    for round in 0..ROUNDS {
+        tx.send(connect(&b, "racer", true)).unwrap();
+        start.wait();
+        let new = connect(&b, "racer", true);
+        start.wait();
+        let stray: Vec<String> = new
+            .received()
+            .into_iter()
+            .filter(|r| r.starts_with("SUBACK"))
+            .collect();
+        assert!(stray.is_empty(), "round {round}: {stray:?}");
+        assert_eq!(
+            b.subscription_count(),
+            0,
+            "round {round}: the old connection's subscription is in the new session"
+        );
+        b.disconnect(&new.handle, new.generation, true);
+    }
+    thread.join().unwrap();
+}
