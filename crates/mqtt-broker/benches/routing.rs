@@ -37,6 +37,7 @@ fn setup(subscribers: usize, qos: QoS) -> (Broker, Vec<Arc<SessionHandle>>, Arc<
             broker.subscribe(
                 &h,
                 &Subscribe::new(PacketId::new(1).unwrap(), filter.clone(), qos),
+                Instant::now(),
             );
             h.lock().session.take_outbox();
             h
@@ -86,7 +87,7 @@ fn bench(c: &mut Criterion) {
                         let batch = left.min(if subscribers >= 10_000 { 4 } else { 256 });
                         let start = Instant::now();
                         for _ in 0..batch {
-                            broker.publish(Arc::clone(&publish), Some(&publisher));
+                            broker.publish(Arc::clone(&publish), Some(&publisher), start);
                         }
                         timed += start.elapsed();
                         drain(&handles);

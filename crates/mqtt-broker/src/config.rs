@@ -53,6 +53,31 @@ pub struct Config {
     /// Runtime worker threads (at most [`MAX_WORKER_THREADS`]); 0 (the default) starts one per
     /// CPU core.
     pub worker_threads: usize,
+    /// Highest QoS accepted and granted (0, 1 or 2). 5.0 clients are told in CONNACK; a
+    /// PUBLISH above it is refused (DISCONNECT 0x9B), subscriptions are granted at most this.
+    pub max_qos: u8,
+    /// (5.0) Highest Topic Alias a client may use (its Topic Alias Maximum); 0: none.
+    pub max_topic_alias: u16,
+    /// (5.0) Whether payloads marked as UTF-8 are checked (0x99 when they are not).
+    pub validate_utf8_payload: bool,
+    /// Whether subscriptions with `+` or `#` are accepted (refused with 0xA2 otherwise).
+    pub wildcard_subscription_available: bool,
+    /// (5.0) Whether subscription identifiers are accepted (a SUBSCRIBE with one is a
+    /// protocol error, DISCONNECT 0xA1, otherwise).
+    pub subscription_identifier_available: bool,
+    /// Whether `$share/{group}/{filter}` subscriptions are accepted (0x9E otherwise).
+    pub shared_subscription_available: bool,
+    /// Longest session expiry granted, in seconds; a 5.0 client asking for more is told this
+    /// value in CONNACK, and a 3.x persistent session expires after it. 4294967295: no limit.
+    pub max_session_expiry_secs: u32,
+    /// (5.0) When not empty, a client that asks for Response Information gets this prefix
+    /// followed by its client identifier, a topic it may use for responses.
+    pub response_information: String,
+    /// (5.0) When not empty, every connection is refused and redirected to this server
+    /// (CONNACK 0x9C "use another server", or 0x9D with `server_moved`).
+    pub server_reference: String,
+    /// (5.0) Whether the redirection to `server_reference` is permanent (0x9D).
+    pub server_moved: bool,
 }
 
 impl Default for Config {
@@ -75,6 +100,16 @@ impl Default for Config {
             sys_interval_secs: 10,
             retain_available: true,
             worker_threads: 0,
+            max_qos: 2,
+            max_topic_alias: 10,
+            validate_utf8_payload: true,
+            wildcard_subscription_available: true,
+            subscription_identifier_available: true,
+            shared_subscription_available: true,
+            max_session_expiry_secs: u32::MAX,
+            response_information: String::new(),
+            server_reference: String::new(),
+            server_moved: false,
         }
     }
 }
@@ -88,6 +123,11 @@ impl Config {
     /// The connect timeout.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    /// The highest QoS accepted and granted.
+    pub fn max_qos(&self) -> mqtt_codec::QoS {
+        mqtt_codec::QoS::from_u8(self.max_qos.min(2)).unwrap_or(mqtt_codec::QoS::ExactlyOnce)
     }
 
     /// The `$SYS` interval, if `$SYS` updates are on.
@@ -130,6 +170,12 @@ impl Config {
             return Err(ConfigError {
                 key: "worker_threads".into(),
                 message: format!("must be at most {MAX_WORKER_THREADS} (0: one per core)"),
+            });
+        }
+        if self.max_qos > 2 {
+            return Err(ConfigError {
+                key: "max_qos".into(),
+                message: "must be 0, 1 or 2".into(),
             });
         }
         if self.max_packet_size < 64 || self.max_packet_size > mqtt_codec::PROTOCOL_MAX_PACKET_SIZE

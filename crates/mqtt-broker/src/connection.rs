@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use mqtt_codec::{
-    ConnAck, Decoder, Error as CodecError, PROTOCOL_MAX_PACKET_SIZE, Packet, ProtocolVersion,
-    ReasonCode,
+    ConnAck, Decoder, Disconnect, Error as CodecError, MqttString, PROTOCOL_MAX_PACKET_SIZE,
+    Packet, ProtocolVersion, ReasonCode,
 };
 use mqtt_session::{Close, Outgoing};
 use tokio::io::AsyncWriteExt;
@@ -30,6 +30,10 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a closing connection's writer gets to write what is left.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the writer of a connection closed for a violation gets to send the DISCONNECT
+/// that says why (5.0): a client that does not read does not delay its will.
+const FAREWELL_TIMEOUT: Duration = Duration::from_millis(200);
+
 /// Logs a peer's violation, rate limited so that a flood of bad clients cannot flood the log.
 fn warn_violation(peer: Peer, client_id: &str, what: &dyn std::fmt::Display) {
     if crate::core::WARNINGS.allow() {
@@ -39,10 +43,14 @@ fn warn_violation(peer: Peer, client_id: &str, what: &dyn std::fmt::Display) {
 
 /// Why the main loop ended.
 enum End {
-    /// DISCONNECT received: no will.
-    Graceful,
-    /// Anything else: the will is published.
-    Abnormal,
+    /// DISCONNECT received: no will, unless the client asked for it (5.0 reason 0x04).
+    Graceful {
+        /// Whether the will is published all the same.
+        publish_will: bool,
+    },
+    /// Anything else: the will is published. With a reason, a 5.0 client is told it in a
+    /// DISCONNECT first (a protocol violation, a keep alive timeout).
+    Abnormal(Option<ReasonCode>),
     /// The server is shutting down: the session is kept, no will.
     Shutdown,
     /// Another connection took the session over; the broker already dealt with it.
@@ -86,8 +94,16 @@ pub(crate) async fn run(
             return;
         }
         Ok(Err(e)) => {
-            // An invalid CONNECT closes the connection without CONNACK [MQTT-3.1.4-1].
+            // An invalid CONNECT closes the connection without CONNACK [MQTT-3.1.4-1]; a 5.0
+            // client whose CONNECT was readable enough to tell its version gets a CONNACK with
+            // the reason (5.0 section 4.13.1).
             warn_violation(peer, "", &e);
+            if let (ReadError::Codec(e), Some(version)) = (&e, decoder.version())
+                && version.is_v5()
+            {
+                let refusal = Packet::from(ConnAck::new(e.reason_code()));
+                let _ = write_packets(&mut writer, &broker, version, [refusal]).await;
+            }
             return;
         }
     };
@@ -97,8 +113,15 @@ pub(crate) async fn run(
         Err(reason) => {
             tracing::info!(%peer, client_id = %connect.client_id, %reason, "connection refused");
             // A refused CONNECT gets its CONNACK, then the connection closes [MQTT-3.2.2-5].
-            let refusal = Packet::from(ConnAck::new(reason));
-            let _ = write_packets(&mut writer, &broker, version, [refusal]).await;
+            let mut refusal = ConnAck::new(reason);
+            if matches!(
+                reason,
+                ReasonCode::UseAnotherServer | ReasonCode::ServerMoved
+            ) {
+                refusal.properties.server_reference =
+                    MqttString::try_from(config.server_reference.as_str()).ok();
+            }
+            let _ = write_packets(&mut writer, &broker, version, [Packet::from(refusal)]).await;
             return;
         }
     };
@@ -107,6 +130,8 @@ pub(crate) async fn run(
         generation,
         waker,
         session_present,
+        properties,
+        max_packet_size,
         ..
     } = connected;
     tracing::info!(
@@ -123,11 +148,12 @@ pub(crate) async fn run(
     drop(connect);
     let mut connack = ConnAck::new(ReasonCode::Success);
     connack.session_present = session_present;
+    connack.properties = properties;
     let end = if write_packets(&mut writer, &broker, version, [Packet::from(connack)])
         .await
         .is_err()
     {
-        End::Abnormal
+        End::Abnormal(None)
     } else {
         let link = Link {
             handle: Arc::clone(&handle),
@@ -135,19 +161,23 @@ pub(crate) async fn run(
             waker,
             broker: Arc::clone(&broker),
             version,
+            max_packet_size,
         };
         serve(link, peer, reader, writer, decoder, buf, stop).await
     };
     let (graceful, reason) = match end {
-        End::Graceful => (true, "disconnected"),
-        End::Abnormal => (false, "connection lost"),
+        End::Graceful {
+            publish_will: false,
+        } => (true, "disconnected"),
+        End::Graceful { publish_will: true } => (false, "disconnected with will"),
+        End::Abnormal(_) => (false, "connection lost"),
         End::Shutdown => (true, "server shutting down"),
         End::TakenOver => {
             tracing::info!(%peer, client_id = %handle.client_id(), "session taken over");
             return;
         }
     };
-    broker.disconnect(&handle, generation, graceful);
+    broker.disconnect(&handle, generation, graceful, Instant::now());
     tracing::info!(%peer, client_id = %handle.client_id(), reason, "client disconnected");
 }
 
@@ -159,6 +189,8 @@ struct Link {
     waker: Arc<Notify>,
     broker: Arc<Broker>,
     version: ProtocolVersion,
+    /// The client's Maximum Packet Size.
+    max_packet_size: u32,
 }
 
 /// How the writer ended.
@@ -196,10 +228,10 @@ async fn serve(
             _ = stop.changed() => Some(End::Shutdown),
             written = &mut writer_task => Some(match written {
                 Ok(WriterEnd::TakenOver) => End::TakenOver,
-                _ => End::Abnormal,
+                _ => End::Abnormal(None),
             }),
             read = read_some(&mut reader, &mut buf) => match read {
-                Ok(0) | Err(_) => Some(End::Abnormal),
+                Ok(0) | Err(_) => Some(End::Abnormal(None)),
                 Ok(n) => {
                     link.broker.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                     handle_buffered(&link, peer, &mut decoder, &mut buf)
@@ -209,25 +241,46 @@ async fn serve(
                 let expired = link.handle.lock().session.handle_timeout(Instant::now());
                 expired.err().map(|close| {
                     log_close(peer, link.handle.client_id(), &close);
-                    End::Abnormal
+                    End::Abnormal(Some(close_reason(&close)))
                 })
             }
         };
     }
-    let end = end.unwrap_or(End::Abnormal);
-    match end {
+    let end = end.unwrap_or(End::Abnormal(None));
+    // A 5.0 client is told why the server closes: the reason of a violation or keep alive
+    // timeout, or "server shutting down" (5.0 section 4.13).
+    let farewell = match &end {
+        End::Abnormal(Some(reason)) => Some(*reason),
+        End::Shutdown => Some(ReasonCode::ServerShuttingDown),
+        _ => None,
+    };
+    if let Some(reason) = farewell.filter(|_| link.version.is_v5()) {
+        let mut slot = link.handle.lock();
+        if slot.owner == link.generation {
+            if reason != ReasonCode::ServerShuttingDown {
+                // Nothing else goes out after a violation: unsent messages stay in flight
+                // or queued for a persistent session, as for a lost connection.
+                let _ = slot.session.take_outbox();
+            }
+            slot.session.send(Packet::from(Disconnect::new(reason)));
+        }
+    }
+    let finish = match end {
         // A connection that failed gets nothing more written: its writer may be stuck on a
-        // client that does not read.
-        End::Abnormal | End::TakenOver => writer_task.abort(),
+        // client that does not read. A 5.0 client gets its DISCONNECT if the writer can send
+        // it at once.
+        End::Abnormal(Some(_)) if link.version.is_v5() => Some(FAREWELL_TIMEOUT),
+        End::Abnormal(_) | End::TakenOver => None,
         // Otherwise the writer writes what is left (a shutdown flushes the queues), within a
         // bound.
-        End::Graceful | End::Shutdown => {
+        End::Graceful { .. } | End::Shutdown => Some(FINISH_TIMEOUT),
+    };
+    match finish {
+        None => writer_task.abort(),
+        Some(bound) => {
             closing.store(true, Ordering::Release);
             link.waker.notify_one();
-            if tokio::time::timeout(FINISH_TIMEOUT, &mut writer_task)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(bound, &mut writer_task).await.is_err() {
                 writer_task.abort();
             }
         }
@@ -248,7 +301,7 @@ fn handle_buffered(
             Ok(None) => return None,
             Err(e) => {
                 warn_violation(peer, link.handle.client_id(), &e);
-                return Some(End::Abnormal);
+                return Some(End::Abnormal(Some(e.reason_code())));
             }
         };
         match link
@@ -257,10 +310,10 @@ fn handle_buffered(
         {
             Ok(Flow::Continue) => {}
             Ok(Flow::TakenOver) => return Some(End::TakenOver),
-            Ok(Flow::Disconnect) => return Some(End::Graceful),
+            Ok(Flow::Disconnect { publish_will }) => return Some(End::Graceful { publish_will }),
             Err(close) => {
                 log_close(peer, link.handle.client_id(), &close);
-                return Some(End::Abnormal);
+                return Some(End::Abnormal(Some(close_reason(&close))));
             }
         }
     }
@@ -271,6 +324,15 @@ fn handle_buffered(
 async fn write_loop(link: Link, mut writer: OwnedWriteHalf, closing: Arc<AtomicBool>) -> WriterEnd {
     loop {
         if link.handle.lock().owner != link.generation {
+            // 5.0: the old connection is told before it is closed [MQTT-3.1.4-3].
+            if link.version.is_v5() {
+                let farewell = Packet::from(Disconnect::new(ReasonCode::SessionTakenOver));
+                let _ = tokio::time::timeout(
+                    FINISH_TIMEOUT,
+                    write_packets(&mut writer, &link.broker, link.version, [farewell]),
+                )
+                .await;
+            }
             return WriterEnd::TakenOver;
         }
         if flush(&link, &mut writer).await.is_err() {
@@ -281,6 +343,14 @@ async fn write_loop(link: Link, mut writer: OwnedWriteHalf, closing: Arc<AtomicB
             return WriterEnd::Finished;
         }
         link.waker.notified().await;
+    }
+}
+
+/// The 5.0 reason code a DISCONNECT gives for closing.
+fn close_reason(close: &Close) -> ReasonCode {
+    match close {
+        Close::KeepAliveTimeout => ReasonCode::KeepAliveTimeout,
+        Close::Violation { reason, .. } => *reason,
     }
 }
 
@@ -389,10 +459,20 @@ async fn flush(link: &Link, writer: &mut OwnedWriteHalf) -> std::io::Result<()> 
     let mut publishes = 0u64;
     for item in outbox {
         let written = match item {
-            Outgoing::Packet(p) => p.encode(link.version, PROTOCOL_MAX_PACKET_SIZE, &mut out),
-            Outgoing::Publish { publish, envelope } => {
+            Outgoing::Packet(p) => p.encode(link.version, link.max_packet_size, &mut out),
+            Outgoing::Publish {
+                publish,
+                envelope,
+                properties,
+            } => {
                 publishes += 1;
-                publish.encode_as(envelope, link.version, PROTOCOL_MAX_PACKET_SIZE, &mut out)
+                publish.encode_delivery(
+                    envelope,
+                    &properties,
+                    link.version,
+                    link.max_packet_size,
+                    &mut out,
+                )
             }
         };
         match written {

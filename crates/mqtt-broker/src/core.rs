@@ -12,17 +12,18 @@
 //! this order, never the other way round: the registry of client identifiers, then one session;
 //! the index is never held while a session is locked.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_utils::sync::ShardedLock;
 use mqtt_codec::{
-    Connect, Packet, ProtocolVersion, Publish, QoS, QosPid, ReasonCode, SubAck, Subscribe,
-    UnsubAck, Unsubscribe, Will,
+    ConnAckProperties, Connect, Packet, ProtocolVersion, Publish, QoS, QosPid, ReasonCode,
+    RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
 };
 use mqtt_session::store::{MemoryStore, SessionStore};
 use mqtt_session::{Action, Attach, Close, Delivery, Limits, Session};
@@ -128,6 +129,13 @@ pub struct Slot {
     /// Wakes the attached connection's writer: it has something to write, or was taken over.
     /// Each connection has its own, so a takeover can never wake the wrong one.
     pub waker: Option<Arc<Notify>>,
+    /// The generation of the connection that last detached: a timer set then is still valid
+    /// only while the session stays detached (`owner == 0`) with this value.
+    detached: u64,
+    /// While detached: when the session expires (`None`: never).
+    expires_at: Option<Instant>,
+    /// (5.0) While detached: a will waiting for its Will Delay Interval, and when it is due.
+    delayed_will: Option<(Instant, Will)>,
 }
 
 impl Slot {
@@ -163,6 +171,36 @@ impl SessionHandle {
 struct Retained {
     publish: Arc<Publish>,
     qos: QoS,
+    /// (5.0) When its Message Expiry Interval ends.
+    expires_at: Option<Instant>,
+}
+
+/// A session waiting, detached, for its will delay or its expiry.
+#[derive(Debug)]
+struct Timer {
+    at: Instant,
+    detached: u64,
+    handle: Arc<SessionHandle>,
+}
+
+impl PartialEq for Timer {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.detached) == (other.at, other.detached)
+    }
+}
+
+impl Eq for Timer {}
+
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Timer {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.detached).cmp(&(other.at, other.detached))
+    }
 }
 
 /// Counters, shared by every task (Mosquitto's `$SYS/broker/...` names in the comments).
@@ -186,6 +224,12 @@ pub struct Stats {
     pub publish_sent: AtomicU64,
     /// Messages dropped because a session's queue was full (`publish/messages/dropped`).
     pub publish_dropped: AtomicU64,
+    /// (5.0) Messages not sent because they were larger than the client's Maximum Packet Size.
+    pub publish_too_large: AtomicU64,
+    /// (5.0) Messages not sent because their Message Expiry Interval had passed.
+    pub publish_expired: AtomicU64,
+    /// Persistent sessions that expired.
+    pub sessions_expired: AtomicU64,
 }
 
 /// What a connection does after a packet.
@@ -193,8 +237,12 @@ pub struct Stats {
 pub enum Flow {
     /// Carry on.
     Continue,
-    /// The client said DISCONNECT: close without publishing the will.
-    Disconnect,
+    /// The client said DISCONNECT: close, publishing the will only if it asked for that
+    /// (5.0 reason 0x04).
+    Disconnect {
+        /// Whether the will is published all the same.
+        publish_will: bool,
+    },
     /// Another connection took the session over: stop, touching nothing.
     TakenOver,
 }
@@ -213,6 +261,11 @@ pub struct Connected {
     pub session_present: bool,
     /// Set when the broker chose the client identifier (the client sent an empty one).
     pub assigned_client_id: Option<MqttString>,
+    /// (5.0) The CONNACK properties: the server's limits and what it changed of the client's
+    /// requests.
+    pub properties: ConnAckProperties,
+    /// (5.0) The client's Maximum Packet Size (the protocol's maximum if it set none).
+    pub max_packet_size: u32,
 }
 
 /// The broker: everything the connection tasks share.
@@ -227,6 +280,7 @@ pub struct Broker {
     retained: RwLock<RetainedTree<Retained>>,
     store: Arc<dyn SessionStore>,
     authenticator: Arc<dyn Authenticator>,
+    timers: Mutex<BinaryHeap<Reverse<Timer>>>,
     generations: AtomicU64,
     assigned_ids: AtomicU64,
     id_hasher: std::collections::hash_map::RandomState,
@@ -263,6 +317,8 @@ impl Broker {
             max_queued_bytes: config.max_queued_bytes,
             queue_qos0_offline: config.queue_qos0_offline,
             max_incoming_qos2: config.max_incoming_qos2,
+            max_topic_alias: config.max_topic_alias,
+            validate_utf8_payload: config.validate_utf8_payload,
         };
         Self {
             config,
@@ -274,6 +330,7 @@ impl Broker {
             retained: RwLock::new(RetainedTree::new()),
             store,
             authenticator,
+            timers: Mutex::new(BinaryHeap::new()),
             generations: AtomicU64::new(1),
             assigned_ids: AtomicU64::new(0),
             id_hasher: std::collections::hash_map::RandomState::new(),
@@ -315,15 +372,27 @@ impl Broker {
         lock(&self.by_id).get(client_id).cloned()
     }
 
-    /// Handles a CONNECT: checks it (client identifier, keep alive, credentials), takes over a
-    /// session already connected under the same identifier (publishing the old connection's
-    /// will), resumes or discards a stored session as Clean Session says, and attaches the new
-    /// connection. The caller then sends CONNACK.
+    /// Handles a CONNECT: checks it (client identifier, keep alive, will, credentials), takes
+    /// over a session already connected under the same identifier (publishing the old
+    /// connection's will unless the session resumes within its will delay), resumes or
+    /// discards a stored session as Clean Start says, and attaches the new connection. The
+    /// caller then sends CONNACK with [`Connected::properties`].
     ///
     /// # Errors
     /// The CONNACK reason to refuse the connection with.
     pub fn connect(&self, connect: &Connect, now: Instant) -> Result<Connected, ReasonCode> {
         let version = connect.protocol;
+        let v5 = version.is_v5();
+        let config = &self.config;
+        if !config.server_reference.is_empty() {
+            // Redirected elsewhere (5.0 section 4.11); a 3.x client is told "unavailable".
+            return Err(if config.server_moved {
+                ReasonCode::ServerMoved
+            } else {
+                ReasonCode::UseAnotherServer
+            });
+        }
+        let mut properties = ConnAckProperties::default();
         let mut assigned_client_id = None;
         let client_id = if connect.client_id.is_empty() {
             // MQTT 3.1 requires 1 to 23 characters; 3.1.1 lets the server assign an identifier
@@ -337,6 +406,10 @@ impl Broker {
             let id = MqttString::try_from(format!("auto-{n}-{:016x}", self.id_hasher.hash_one(n)))
                 .map_err(|_| ReasonCode::ServerUnavailable)?;
             assigned_client_id = Some(id.clone());
+            if v5 {
+                // 5.0: the client learns its identifier from CONNACK [MQTT-3.2.2-16].
+                properties.assigned_client_identifier = Some(id.clone());
+            }
             id
         } else {
             // Copied so that a session kept for hours does not pin its CONNECT packet.
@@ -344,19 +417,42 @@ impl Broker {
         };
         let too_long = match version {
             ProtocolVersion::V3_1 => client_id.chars().count() > 23,
-            _ => client_id.len() > self.config.max_client_id_len,
+            _ => client_id.len() > config.max_client_id_len,
         };
         if too_long {
             return Err(ReasonCode::ClientIdentifierNotValid);
         }
         // As Mosquitto: with a maximum below 65,535, a 3.x client asking for more (or for none,
-        // keep alive 0) is refused, since 3.x cannot be told to use less.
-        let max = self.config.max_keepalive_secs;
-        if !version.is_v5()
-            && max < u16::MAX
-            && (connect.keep_alive == 0 || connect.keep_alive > max)
-        {
-            return Err(ReasonCode::ClientIdentifierNotValid);
+        // keep alive 0) is refused, since 3.x cannot be told to use less; a 5.0 client is told
+        // the maximum as Server Keep Alive, which it must use [MQTT-3.2.2-21].
+        let max = config.max_keepalive_secs;
+        let mut keep_alive = connect.keep_alive;
+        if max < u16::MAX && (keep_alive == 0 || keep_alive > max) {
+            if !v5 {
+                return Err(ReasonCode::ClientIdentifierNotValid);
+            }
+            keep_alive = max;
+            properties.server_keep_alive = Some(max);
+        }
+        if let Some(will) = &connect.will {
+            // A will the server could not publish is refused up front [MQTT-3.2.2-12 and
+            // MQTT-3.2.2-13 in 5.0 numbering].
+            if will.qos > config.max_qos() {
+                return Err(ReasonCode::QoSNotSupported);
+            }
+            if will.retain && !config.retain_available {
+                return Err(ReasonCode::RetainNotSupported);
+            }
+            if config.validate_utf8_payload
+                && will.properties.payload_format_indicator == Some(mqtt_codec::PayloadFormat::Utf8)
+                && std::str::from_utf8(&will.payload).is_err()
+            {
+                return Err(ReasonCode::PayloadFormatInvalid);
+            }
+        }
+        if connect.properties.authentication_method.is_some() {
+            // No enhanced authentication method is offered (yet): 5.0 section 4.12.
+            return Err(ReasonCode::BadAuthenticationMethod);
         }
         self.authenticator.authenticate(
             &client_id,
@@ -364,13 +460,34 @@ impl Broker {
             connect.password.as_ref().map(|p| p.expose().as_ref()),
         )?;
 
-        let generation = self.generations.fetch_add(1, Ordering::Relaxed);
+        // How long the session outlives the connection: 5.0 says it (absent: 0); in 3.x a
+        // persistent session lasts until the configured maximum (by default, forever).
+        let cap = config.max_session_expiry_secs;
+        let expiry = if v5 {
+            let asked = connect.properties.session_expiry_interval.unwrap_or(0);
+            if asked > cap {
+                properties.session_expiry_interval = Some(cap);
+            }
+            asked.min(cap)
+        } else if connect.clean_start {
+            0
+        } else {
+            cap
+        };
+        let client = &connect.properties;
         let attach = Attach {
             version,
-            keep_alive: connect.keep_alive,
+            keep_alive,
             will: connect.will.clone(),
+            receive_maximum: client.receive_maximum.map_or(u16::MAX, |r| r.get()),
+            max_packet_size: client
+                .maximum_packet_size
+                .map_or(mqtt_codec::PROTOCOL_MAX_PACKET_SIZE, |m| m.get()),
+            topic_alias_maximum: client.topic_alias_maximum.unwrap_or(0),
         };
-        let mut old_will = None;
+        let max_packet_size = attach.max_packet_size;
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed);
+        let mut old_wills = Vec::new();
         let waker = Arc::new(Notify::new());
         let mut by_id = lock(&self.by_id);
         let existing = by_id.get(&client_id).cloned();
@@ -379,17 +496,33 @@ impl Broker {
         let (handle, session_present) = match &existing {
             Some(handle) => {
                 let mut slot = handle.lock();
+                let expired = slot.owner == 0 && slot.expires_at.is_some_and(|at| now >= at);
+                let resume = !connect.clean_start && slot.session.is_persistent() && !expired;
                 if slot.owner != 0 {
                     // Takeover [MQTT-3.1.4-2]: the old connection ends as if its network had
-                    // failed, so its will is published.
-                    old_will = slot.session.detach(false);
+                    // failed. Its will is published, unless the session goes on and the will
+                    // has a delay: the new connection arrived before it ran out
+                    // [MQTT-3.1.3-9].
+                    if let Some(will) = slot.session.detach(false) {
+                        let delayed = will_delay(&will) > 0;
+                        if !(resume && delayed) {
+                            old_wills.push(will);
+                        }
+                    }
                     slot.wake();
                 }
-                let resume = !connect.clean_start && slot.session.is_persistent();
+                // A will waiting for its delay: cancelled if the session resumes, published now
+                // if the session ends here.
+                if let Some((_, will)) = slot.delayed_will.take()
+                    && !resume
+                {
+                    old_wills.push(will);
+                }
+                slot.expires_at = None;
                 if !resume {
                     slot.session.clear();
                 }
-                slot.session.set_persistent(!connect.clean_start);
+                slot.session.set_expiry_interval(expiry);
                 slot.owner = generation;
                 slot.waker = Some(Arc::clone(&waker));
                 slot.session.attach(attach, now);
@@ -398,8 +531,8 @@ impl Broker {
             }
             None => {
                 let key = self.allocate_key();
-                let mut session =
-                    Session::new(client_id.clone(), !connect.clean_start, self.limits);
+                let mut session = Session::new(client_id.clone(), expiry > 0, self.limits);
+                session.set_expiry_interval(expiry);
                 session.attach(attach, now);
                 let handle = Arc::new(SessionHandle {
                     key,
@@ -408,6 +541,9 @@ impl Broker {
                         session,
                         owner: generation,
                         waker: Some(Arc::clone(&waker)),
+                        detached: 0,
+                        expires_at: None,
+                        delayed_will: None,
                     }),
                     changes: Mutex::new(()),
                 });
@@ -422,15 +558,18 @@ impl Broker {
         }
         self.index.write().set_available(handle.key, true);
         drop(changes);
-        if connect.clean_start {
+        if !session_present {
             self.store.remove(&client_id);
         }
         let connected = self.stats.connected.fetch_add(1, Ordering::Relaxed) + 1;
         self.stats
             .max_connected
             .fetch_max(connected, Ordering::Relaxed);
-        if let Some(will) = old_will {
-            self.publish_will(will, &handle);
+        for will in old_wills {
+            self.publish_will(will, &handle, now);
+        }
+        if v5 {
+            self.connack_properties(connect, &client_id, &mut properties);
         }
         Ok(Connected {
             handle,
@@ -438,13 +577,49 @@ impl Broker {
             waker,
             session_present,
             assigned_client_id,
+            properties,
+            max_packet_size,
         })
     }
 
-    /// Ends a connection: its will is published unless it said DISCONNECT (`graceful`); a
-    /// non-persistent session ends with it; a persistent one is kept (and saved) for the client
-    /// to come back to. Does nothing if the connection was taken over meanwhile.
-    pub fn disconnect(&self, handle: &Arc<SessionHandle>, generation: u64, graceful: bool) {
+    /// The CONNACK properties that state the server's limits and capabilities (5.0 section
+    /// 3.2.2.3); absent ones mean the protocol's default.
+    fn connack_properties(&self, connect: &Connect, client_id: &str, p: &mut ConnAckProperties) {
+        let config = &self.config;
+        p.receive_maximum = u16::try_from(config.max_incoming_qos2)
+            .ok()
+            .and_then(std::num::NonZeroU16::new)
+            .filter(|r| r.get() < u16::MAX);
+        p.maximum_packet_size = std::num::NonZeroU32::new(config.max_packet_size)
+            .filter(|m| m.get() < mqtt_codec::PROTOCOL_MAX_PACKET_SIZE);
+        p.topic_alias_maximum = (config.max_topic_alias > 0).then_some(config.max_topic_alias);
+        p.maximum_qos = (config.max_qos() < QoS::ExactlyOnce).then(|| config.max_qos());
+        p.retain_available = (!config.retain_available).then_some(false);
+        p.wildcard_subscription_available =
+            (!config.wildcard_subscription_available).then_some(false);
+        p.subscription_identifiers_available =
+            (!config.subscription_identifier_available).then_some(false);
+        p.shared_subscription_available = (!config.shared_subscription_available).then_some(false);
+        if connect.properties.request_response_information == Some(true)
+            && !config.response_information.is_empty()
+        {
+            p.response_information =
+                MqttString::try_from(format!("{}{client_id}", config.response_information)).ok();
+        }
+    }
+
+    /// Ends a connection: its will is published unless it said DISCONNECT (`graceful`), now or,
+    /// with a 5.0 Will Delay Interval, when that runs out or the session ends, whichever comes
+    /// first [MQTT-3.1.2-8]; a session with no expiry ends with it; a persistent one is kept (and
+    /// saved) for the client to come back to until its expiry interval runs out. Does nothing
+    /// if the connection was taken over meanwhile.
+    pub fn disconnect(
+        &self,
+        handle: &Arc<SessionHandle>,
+        generation: u64,
+        graceful: bool,
+        now: Instant,
+    ) {
         let mut by_id = lock(&self.by_id);
         let mut slot = handle.lock();
         if slot.owner != generation {
@@ -452,9 +627,22 @@ impl Broker {
         }
         slot.owner = 0;
         slot.waker = None;
-        let will = slot.session.detach(graceful);
+        slot.detached = generation;
+        let mut will = slot.session.detach(graceful);
         let persistent = slot.session.is_persistent();
+        let mut timers = Vec::new();
         if persistent {
+            let expiry = slot.session.expiry_interval();
+            slot.expires_at =
+                (expiry < u32::MAX).then(|| now + Duration::from_secs(u64::from(expiry)));
+            if let Some(at) = slot.expires_at {
+                timers.push(at);
+            }
+            if let Some(w) = will.take_if(|w| will_delay(w) > 0) {
+                let at = now + Duration::from_secs(u64::from(will_delay(&w)));
+                timers.push(at);
+                slot.delayed_will = Some((at, w));
+            }
             self.store.save(&slot.session);
         } else {
             slot.session.clear();
@@ -462,6 +650,16 @@ impl Broker {
         }
         drop(slot);
         drop(by_id);
+        if !timers.is_empty() {
+            let mut heap = lock(&self.timers);
+            for at in timers {
+                heap.push(Reverse(Timer {
+                    at,
+                    detached: generation,
+                    handle: Arc::clone(handle),
+                }));
+            }
+        }
         self.stats.connected.fetch_sub(1, Ordering::Relaxed);
         if persistent {
             self.index.write().set_available(handle.key, false);
@@ -471,13 +669,80 @@ impl Broker {
             lock(&self.free_keys).push(handle.key);
         }
         if let Some(will) = will {
-            self.publish_will(will, handle);
+            self.publish_will(will, handle, now);
         }
     }
 
-    fn publish_will(&self, will: Will, from: &SessionHandle) {
+    /// Runs the timers of detached sessions that are due: publishes delayed wills and ends
+    /// expired sessions (publishing a will still waiting). The server calls it every second.
+    pub fn expire(&self, now: Instant) {
+        loop {
+            let timer = {
+                let mut heap = lock(&self.timers);
+                match heap.peek() {
+                    Some(Reverse(t)) if t.at <= now => heap.pop().map(|Reverse(t)| t),
+                    _ => None,
+                }
+            };
+            let Some(timer) = timer else {
+                return;
+            };
+            let handle = timer.handle;
+            let mut by_id = lock(&self.by_id);
+            let mut slot = handle.lock();
+            if slot.owner != 0 || slot.detached != timer.detached {
+                continue; // the client came back since
+            }
+            let mut will = None;
+            if slot.delayed_will.as_ref().is_some_and(|(at, _)| *at <= now) {
+                will = slot.delayed_will.take().map(|(_, w)| w);
+            }
+            let ended = slot.expires_at.is_some_and(|at| at <= now);
+            if ended {
+                if let Some((_, w)) = slot.delayed_will.take() {
+                    will = Some(w);
+                }
+                slot.session.clear();
+                slot.expires_at = None;
+                // A later connection gets a new handle; this one is finished.
+                slot.detached = 0;
+                if by_id
+                    .get(&handle.client_id)
+                    .is_some_and(|h| Arc::ptr_eq(h, &handle))
+                {
+                    by_id.remove(&handle.client_id);
+                }
+            }
+            drop(slot);
+            drop(by_id);
+            if ended {
+                self.store.remove(&handle.client_id);
+                self.index.write().remove_session(&handle.key);
+                self.set_key(handle.key, None);
+                lock(&self.free_keys).push(handle.key);
+                self.stats.sessions_expired.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(client_id = %handle.client_id, "session expired");
+            }
+            if let Some(will) = will {
+                self.publish_will(will, &handle, now);
+            }
+        }
+    }
+
+    fn publish_will(&self, will: Will, from: &SessionHandle, now: Instant) {
         let mut publish = Publish::new(will.topic, will.payload);
         publish.retain = will.retain;
+        // The will's properties travel with it (5.0 section 3.1.3.2), but not its delay.
+        let w = will.properties;
+        let properties = publish.properties_mut();
+        properties.payload_format_indicator = w.payload_format_indicator;
+        properties.message_expiry_interval = w.message_expiry_interval;
+        properties.content_type = w.content_type;
+        properties.response_topic = w.response_topic;
+        properties.correlation_data = w.correlation_data;
+        properties.user_properties = w.user_properties;
+        let properties = publish.properties().clone();
+        publish.set_properties(properties);
         publish.qos = match will.qos {
             QoS::AtMostOnce => QosPid::AtMostOnce,
             // The packet identifier of a routed message is not used: each delivery has its own.
@@ -488,17 +753,22 @@ impl Broker {
                 QosPid::ExactlyOnce(mqtt_codec::PacketId::from(std::num::NonZeroU16::MIN))
             }
         };
-        self.publish(Arc::new(publish), Some(from));
+        self.publish(Arc::new(publish), Some(from), now);
     }
 
     /// Routes a message: stores or clears it as retained, and hands it to every session with a
     /// matching subscription, at the lower of its QoS and the subscription's [MQTT-3.8.4-x], once
-    /// per session [MQTT-3.3.5-1]. Messages to `$SYS` topics from clients are dropped.
-    pub fn publish(&self, publish: Arc<Publish>, from: Option<&SessionHandle>) {
+    /// per session [MQTT-3.3.5-1]. Messages to `$SYS` topics from clients are dropped. (5.0)
+    /// A message with a Message Expiry Interval expires that long after `now`.
+    pub fn publish(&self, publish: Arc<Publish>, from: Option<&SessionHandle>, now: Instant) {
         if from.is_some() && publish.topic.starts_with("$SYS") {
             return;
         }
         let qos = publish.qos.qos();
+        let expires_at = publish
+            .properties()
+            .message_expiry_interval
+            .map(|secs| now + Duration::from_secs(u64::from(secs)));
         // A retained message is stored and matched against the subscriptions under the
         // retained lock, which a subscribe holds while it adds its subscription and looks up
         // the retained messages: a subscriber gets the message either as retained or live,
@@ -529,6 +799,7 @@ impl Broker {
                     Retained {
                         publish: Arc::new(kept),
                         qos,
+                        expires_at,
                     },
                 );
             }
@@ -554,14 +825,18 @@ impl Broker {
                 // Forwarded to an existing subscription: RETAIN is cleared [MQTT-3.3.1-9]
                 // unless the subscription asked to keep it (5.0 Retain As Published).
                 retain: d.retain_as_published && publish.retain,
+                expires_at,
+                identifiers: d.identifiers.iter().collect(),
             };
             let mut slot = handle.lock();
-            let before = slot.session.stats().dropped_queue_full;
-            if slot.session.deliver(delivery) {
+            let before = slot.session.stats();
+            if slot.session.deliver(delivery, now) {
                 slot.wake();
             }
-            let dropped = slot.session.stats().dropped_queue_full - before;
+            let after = slot.session.stats();
             drop(slot);
+            let dropped = after.dropped_queue_full - before.dropped_queue_full;
+            self.count_drops(&before, &after);
             if dropped > 0 {
                 self.stats
                     .publish_dropped
@@ -576,17 +851,39 @@ impl Broker {
         }
     }
 
+    fn count_drops(&self, before: &mqtt_session::SessionStats, after: &mqtt_session::SessionStats) {
+        let too_large = after.dropped_too_large - before.dropped_too_large;
+        if too_large > 0 {
+            self.stats
+                .publish_too_large
+                .fetch_add(too_large, Ordering::Relaxed);
+        }
+        let expired = after.dropped_expired - before.dropped_expired;
+        if expired > 0 {
+            self.stats
+                .publish_expired
+                .fetch_add(expired, Ordering::Relaxed);
+        }
+    }
+
     /// Handles a SUBSCRIBE: adds (or replaces) each subscription [MQTT-3.8.4-3] at the granted
     /// QoS, refuses with 0x80 a filter that breaks a limit, answers with SUBACK (same packet
     /// identifier [MQTT-3.8.4-2], one code per filter in order [MQTT-3.9.3-1]), then sends the
-    /// matching retained messages with RETAIN set [MQTT-3.3.1-6, MQTT-3.3.1-8].
-    pub fn subscribe(&self, handle: &SessionHandle, subscribe: &Subscribe) {
-        self.subscribe_as(handle, None, subscribe);
+    /// matching retained messages with RETAIN set [MQTT-3.3.1-6, MQTT-3.3.1-8], as the 5.0
+    /// Retain Handling option says.
+    pub fn subscribe(&self, handle: &SessionHandle, subscribe: &Subscribe, now: Instant) {
+        self.subscribe_as(handle, None, subscribe, now);
     }
 
     /// [`Broker::subscribe`] for the connection `generation`, if it still owns the session
     /// (`None`: whoever does).
-    fn subscribe_as(&self, handle: &SessionHandle, generation: Option<u64>, subscribe: &Subscribe) {
+    fn subscribe_as(
+        &self,
+        handle: &SessionHandle,
+        generation: Option<u64>,
+        subscribe: &Subscribe,
+        now: Instant,
+    ) {
         let _changes = lock(&handle.changes);
         if generation.is_some_and(|g| handle.lock().owner != g) {
             // Taken over since the packet was read: it is no longer this session's.
@@ -599,31 +896,63 @@ impl Broker {
         // retained message published meanwhile comes once, and after the stored one it
         // replaces (lock order: retained, index, session).
         let stored = self.retained.read().unwrap_or_else(PoisonError::into_inner);
+        let config = &self.config;
+        let identifier = subscribe.properties.subscription_identifier;
         for s in &subscribe.subscriptions {
-            let count = handle.lock().session.subscription_count();
-            let refused = s.filter.check_levels(self.config.max_topic_levels).is_err()
-                || count >= self.config.max_subscriptions_per_session;
-            if refused {
-                codes.push(ReasonCode::UnspecifiedError);
+            let (count, existed) = {
+                let slot = handle.lock();
+                let existed = slot
+                    .session
+                    .subscriptions()
+                    .any(|(f, _)| f.as_str() == s.filter.as_str());
+                (slot.session.subscription_count(), existed)
+            };
+            let refusal = if s.filter.is_shared() && !config.shared_subscription_available {
+                Some(ReasonCode::SharedSubscriptionsNotSupported)
+            } else if s.filter.has_wildcards() && !config.wildcard_subscription_available {
+                Some(ReasonCode::WildcardSubscriptionsNotSupported)
+            } else if s.filter.check_levels(config.max_topic_levels).is_err()
+                || (count >= config.max_subscriptions_per_session && !existed)
+            {
+                Some(ReasonCode::UnspecifiedError)
+            } else {
+                None
+            };
+            if let Some(code) = refusal {
+                codes.push(code);
                 continue;
             }
+            let mut options = s.options;
+            options.qos = options.qos.min(config.max_qos());
             let data = SubscriptionData {
-                options: s.options,
-                identifier: subscribe.properties.subscription_identifier,
+                options,
+                identifier,
             };
             self.index.write().insert(handle.key, &s.filter, data);
-            // Shared subscriptions get no retained messages (MQTT 5.0 section 4.8.2).
-            if !s.filter.is_shared() {
+            // Shared subscriptions get no retained messages (MQTT 5.0 section 4.8.2); Retain
+            // Handling 1 sends them only for a new subscription, 2 never [MQTT-3.3.1-9 to
+            // MQTT-3.3.1-11 in 5.0 numbering].
+            let send_retained = match options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendAtSubscribeIfNew => !existed,
+                RetainHandling::DoNotSend => false,
+            };
+            if send_retained && !s.filter.is_shared() {
                 stored.for_each_match(&s.filter, |_, r| {
+                    if r.expires_at.is_some_and(|at| now >= at) {
+                        return;
+                    }
                     retained.push(Delivery {
                         publish: Arc::clone(&r.publish),
-                        qos: r.qos.min(s.options.qos),
+                        qos: r.qos.min(options.qos),
                         retain: true,
+                        expires_at: r.expires_at,
+                        identifiers: identifier.into_iter().collect(),
                     });
                 });
             }
             handle.lock().session.add_subscription(&s.filter, data);
-            codes.push(match s.options.qos {
+            codes.push(match options.qos {
                 QoS::AtMostOnce => ReasonCode::Success,
                 QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
                 QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
@@ -633,7 +962,7 @@ impl Broker {
         slot.session
             .send(Packet::SubAck(SubAck::new(subscribe.packet_id, codes)));
         for d in retained {
-            slot.session.deliver(d);
+            slot.session.deliver(d, now);
         }
         drop(stored);
         slot.wake();
@@ -697,15 +1026,22 @@ impl Broker {
         now: Instant,
     ) -> Result<Flow, Close> {
         self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
-        if let Packet::Publish(p) = &packet {
-            self.stats.publish_received.fetch_add(1, Ordering::Relaxed);
-            if p.topic.check_levels(self.config.max_topic_levels).is_err() {
+        match &packet {
+            Packet::Publish(p) => {
+                self.stats.publish_received.fetch_add(1, Ordering::Relaxed);
+                self.check_publish(p)?;
+            }
+            Packet::Subscribe(s)
+                if s.properties.subscription_identifier.is_some()
+                    && !self.config.subscription_identifier_available =>
+            {
                 return Err(Close::Violation {
                     statement: None,
-                    detail: "topic name deeper than max_topic_levels",
-                    reason: ReasonCode::TopicNameInvalid,
+                    detail: "subscription identifier, which this server does not support",
+                    reason: ReasonCode::SubscriptionIdentifiersNotSupported,
                 });
             }
+            _ => {}
         }
         let action = {
             let mut slot = handle.lock();
@@ -720,12 +1056,42 @@ impl Broker {
         };
         match action {
             None => {}
-            Some(Action::Route(publish)) => self.publish(publish, Some(handle)),
-            Some(Action::Subscribe(s)) => self.subscribe_as(handle, Some(generation), &s),
+            Some(Action::Route(publish)) => self.publish(publish, Some(handle), now),
+            Some(Action::Subscribe(s)) => self.subscribe_as(handle, Some(generation), &s, now),
             Some(Action::Unsubscribe(u)) => self.unsubscribe_as(handle, Some(generation), &u),
-            Some(Action::Disconnect) => return Ok(Flow::Disconnect),
+            Some(Action::Disconnect { publish_will }) => {
+                return Ok(Flow::Disconnect { publish_will });
+            }
         }
         Ok(Flow::Continue)
+    }
+
+    /// The limits on a PUBLISH that do not depend on the session: topic depth, the maximum QoS
+    /// (5.0: DISCONNECT 0x9B [MQTT-3.2.2-11]) and retained messages when they are off (5.0:
+    /// DISCONNECT 0x9A [MQTT-3.2.2-14]).
+    fn check_publish(&self, p: &Publish) -> Result<(), Close> {
+        if p.topic.check_levels(self.config.max_topic_levels).is_err() {
+            return Err(Close::Violation {
+                statement: None,
+                detail: "topic name deeper than max_topic_levels",
+                reason: ReasonCode::TopicNameInvalid,
+            });
+        }
+        if p.qos.qos() > self.config.max_qos() {
+            return Err(Close::Violation {
+                statement: Some("MQTT-3.2.2-11"),
+                detail: "PUBLISH above the server's maximum QoS",
+                reason: ReasonCode::QoSNotSupported,
+            });
+        }
+        if p.retain && !self.config.retain_available && !p.payload.is_empty() {
+            return Err(Close::Violation {
+                statement: Some("MQTT-3.2.2-14"),
+                detail: "retained PUBLISH while retained messages are off",
+                reason: ReasonCode::RetainNotSupported,
+            });
+        }
+        Ok(())
     }
 
     /// Publishes the `$SYS/broker/...` topics (retained, as Mosquitto does).
@@ -736,7 +1102,7 @@ impl Broker {
             };
             let mut publish = Publish::new(topic, Bytes::from(value));
             publish.retain = true;
-            self.publish(Arc::new(publish), None);
+            self.publish(Arc::new(publish), None, now);
         }
     }
 
@@ -758,6 +1124,11 @@ impl Broker {
             *slot = handle;
         }
     }
+}
+
+/// A will's 5.0 Will Delay Interval, in seconds (0 when absent).
+fn will_delay(will: &Will) -> u32 {
+    will.properties.will_delay_interval.unwrap_or(0)
 }
 
 /// A copy of a string in its own buffer, so a handle does not pin a CONNECT packet.

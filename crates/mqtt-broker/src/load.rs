@@ -82,6 +82,50 @@ const KEYS: &[(&str, &str)] = &[
         "worker_threads",
         "Runtime worker threads (at most 1024); 0 starts one per CPU core.",
     ),
+    (
+        "max_qos",
+        "Highest QoS accepted and granted (0, 1 or 2). MQTT 5 clients are told in CONNACK; a\n\
+         PUBLISH above it is refused (DISCONNECT 0x9B); subscriptions are granted at most this.",
+    ),
+    (
+        "max_topic_alias",
+        "MQTT 5: highest Topic Alias a client may use; 0 turns client aliases off.",
+    ),
+    (
+        "validate_utf8_payload",
+        "MQTT 5: whether payloads marked as UTF-8 are checked (refused with 0x99 if not).",
+    ),
+    (
+        "wildcard_subscription_available",
+        "Whether subscriptions with + or # are accepted (refused with 0xA2 otherwise).",
+    ),
+    (
+        "subscription_identifier_available",
+        "MQTT 5: whether subscription identifiers are accepted (DISCONNECT 0xA1 otherwise).",
+    ),
+    (
+        "shared_subscription_available",
+        "Whether $share/{group}/{filter} subscriptions are accepted (0x9E otherwise).",
+    ),
+    (
+        "max_session_expiry_secs",
+        "Longest session expiry granted, in seconds (MQTT 5 clients are told in CONNACK; MQTT 3\n\
+         persistent sessions expire after it). 4294967295: no limit.",
+    ),
+    (
+        "response_information",
+        "MQTT 5: when not empty, a client asking for Response Information gets this prefix\n\
+         followed by its client identifier.",
+    ),
+    (
+        "server_reference",
+        "MQTT 5: when not empty, every connection is refused and redirected to this server\n\
+         (CONNACK 0x9C \"use another server\", or 0x9D with server_moved).",
+    ),
+    (
+        "server_moved",
+        "MQTT 5: whether the redirection to server_reference is permanent (0x9D).",
+    ),
 ];
 
 /// The prefix of the environment variables: `MQTT_PORT` sets `port`.

@@ -54,6 +54,7 @@ pub async fn serve(
     if let Some(interval) = broker.config().sys_interval() {
         tasks.spawn(sys_loop(Arc::clone(&broker), interval, stop_rx.clone()));
     }
+    tasks.spawn(expiry_loop(Arc::clone(&broker), stop_rx.clone()));
     let refusals = AtomicU64::new(0);
     tokio::pin!(shutdown);
     loop {
@@ -105,6 +106,20 @@ async fn sys_loop(broker: Arc<Broker>, interval: Duration, mut stop: watch::Rece
     loop {
         tokio::select! {
             _ = ticks.tick() => broker.publish_sys(Instant::now()),
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// How often the timers of detached sessions (delayed wills, session expiry) are checked.
+const EXPIRY_TICK: Duration = Duration::from_millis(200);
+
+async fn expiry_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(EXPIRY_TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => broker.expire(Instant::now()),
             _ = stop.changed() => return,
         }
     }

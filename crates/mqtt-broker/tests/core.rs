@@ -85,7 +85,9 @@ impl Client {
             .take_outbox()
             .into_iter()
             .map(|o| match o {
-                Outgoing::Publish { publish, envelope } => format!(
+                Outgoing::Publish {
+                    publish, envelope, ..
+                } => format!(
                     "PUBLISH {} {} q{}{}{}",
                     publish.topic,
                     String::from_utf8_lossy(&publish.payload),
@@ -253,7 +255,7 @@ fn mqtt_3_1_4_2_takeover_closes_the_old_connection_and_publishes_its_will() {
     assert_eq!(second.send(&b, Packet::PingReq), Flow::Continue);
     assert_eq!(second.received(), ["PingResp"]);
     // The old connection's end changes nothing.
-    b.disconnect(&first.handle, first.generation, false);
+    b.disconnect(&first.handle, first.generation, false, Instant::now());
     assert_eq!(b.session_count(), 2);
     assert!(watcher.publishes().is_empty());
 }
@@ -268,7 +270,7 @@ fn mqtt_3_2_2_2_persistent_session_resumes_with_queued_messages() {
     assert!(!s.session_present);
     s.subscribe(&b, "news/+", QoS::AtLeastOnce);
     s.received();
-    b.disconnect(&s.handle, s.generation, true);
+    b.disconnect(&s.handle, s.generation, true, Instant::now());
 
     let publisher = connect(&b, "pub", true);
     publisher.publish(&b, "news/1", b"one", QoS::AtLeastOnce, false);
@@ -280,7 +282,7 @@ fn mqtt_3_2_2_2_persistent_session_resumes_with_queued_messages() {
     publisher.publish(&b, "news/3", b"three", QoS::AtLeastOnce, false);
     assert_eq!(back.publishes(), ["PUBLISH news/3 three q1"]);
 
-    b.disconnect(&back.handle, back.generation, true);
+    b.disconnect(&back.handle, back.generation, true, Instant::now());
     let clean = connect(&b, "p", true);
     assert!(!clean.session_present);
     publisher.publish(&b, "news/4", b"four", QoS::AtLeastOnce, false);
@@ -297,7 +299,7 @@ fn mqtt_3_1_2_6_clean_session_ends_with_the_connection() {
     let b = broker();
     let s = connect(&b, "c", true);
     s.subscribe(&b, "t", QoS::AtMostOnce);
-    b.disconnect(&s.handle, s.generation, true);
+    b.disconnect(&s.handle, s.generation, true, Instant::now());
     assert_eq!((b.session_count(), b.subscription_count()), (0, 0));
     let again = connect(&b, "c", false);
     assert!(!again.session_present);
@@ -412,16 +414,18 @@ fn mqtt_3_1_2_8_will_published_on_abnormal_end_only() {
     will.retain = true;
     c.will = Some(will);
     let dying = connect_with(&b, c.clone());
-    b.disconnect(&dying.handle, dying.generation, false);
+    b.disconnect(&dying.handle, dying.generation, false, Instant::now());
     assert_eq!(watcher.publishes(), ["PUBLISH will/dying x q1"]);
     assert_eq!(b.retained_count(), 1);
 
     let polite = connect_with(&b, c);
     assert_eq!(
         polite.send(&b, Packet::from(Disconnect::new(ReasonCode::Success))),
-        Flow::Disconnect
+        Flow::Disconnect {
+            publish_will: false
+        }
     );
-    b.disconnect(&polite.handle, polite.generation, true);
+    b.disconnect(&polite.handle, polite.generation, true, Instant::now());
     assert!(watcher.publishes().is_empty());
 }
 
@@ -504,7 +508,7 @@ fn mqtt_4_4_0_1_unacknowledged_messages_are_resent_after_reconnect() {
     p.publish(&b, "q", b"m2", QoS::AtLeastOnce, false);
     assert_eq!(s.publishes(), ["PUBLISH q m1 q1", "PUBLISH q m2 q1"]);
     s.send(&b, Packet::PubAck(PubAck::new(PacketId::new(1).unwrap())));
-    b.disconnect(&s.handle, s.generation, false);
+    b.disconnect(&s.handle, s.generation, false, Instant::now());
     let back = connect(&b, "s", false);
     assert_eq!(back.publishes(), ["PUBLISH q m2 q1 dup"]);
 }
@@ -522,7 +526,7 @@ fn persistent_sessions_go_through_the_store() {
     );
     let s = connect(&b, "kept", false);
     s.subscribe(&b, "x", QoS::AtLeastOnce);
-    b.disconnect(&s.handle, s.generation, true);
+    b.disconnect(&s.handle, s.generation, true, Instant::now());
     assert_eq!(store.len(), 1);
     assert_eq!(store.load_all()[0].subscription_count(), 1);
     let _clean = connect(&b, "kept", true);
@@ -623,7 +627,7 @@ fn a_subscribe_racing_a_takeover_stays_with_the_old_connection() {
             0,
             "round {round}: the old connection's subscription is in the new session"
         );
-        b.disconnect(&new.handle, new.generation, true);
+        b.disconnect(&new.handle, new.generation, true, Instant::now());
     }
     thread.join().unwrap();
 }

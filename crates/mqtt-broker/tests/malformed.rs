@@ -1431,3 +1431,112 @@ fn mqtt_3_1_2_24_keep_alive_1_then_silence_is_closed_within_1_5_to_3_s() {
     fixture.expect_will();
     fixture.finish();
 }
+
+// ---------------------------------------------------------------------------------------------
+// MQTT 5.0: the server says why it closes (section 4.13)
+// ---------------------------------------------------------------------------------------------
+
+/// A valid MQTT 5.0 CONNECT, clean start, no properties, with a QoS 0 will (topic, message).
+fn connect_packet_v5(client_id: &str, keep_alive: u16, will: (&str, &[u8])) -> Vec<u8> {
+    let mut payload = lp(client_id.as_bytes());
+    payload.push(0); // will properties: none
+    payload.extend(lp(will.0.as_bytes()));
+    payload.extend(lp(will.1));
+    let mut body = connect_body(b"MQTT", 5, 0x02 | 0x04, keep_alive, &[0]);
+    body.extend(payload);
+    frame(0x10, &body)
+}
+
+/// A 5.0 attacker sends `bytes` after CONNECT (nothing: it waits for its keep alive to run
+/// out): the broker answers with DISCONNECT `reason`, closes the connection, publishes the will,
+/// and the good client loses nothing.
+fn v5_violation(name: &'static str, extra: &[&str], keep_alive: u16, bytes: &[u8], reason: u8) {
+    let mut fixture = Fixture::start_with(name, extra);
+    let mut bad = fixture.raw();
+    let will_topic = fixture.will_topic();
+    let will_message = fixture.will_message();
+    bad.write_all(&connect_packet_v5(
+        &format!("bad-{name}"),
+        keep_alive,
+        (&will_topic, &will_message),
+    ))
+    .unwrap();
+    send_ignoring_errors(&mut bad, bytes);
+    let mut got = BytesMut::from(&expect_closed(&mut bad, Duration::from_secs(5))[..]);
+    let mut decoder = Decoder::new(ProtocolVersion::V5);
+    let connack = decoder.decode(&mut got).unwrap();
+    assert!(
+        matches!(connack, Some(Packet::ConnAck(ref c)) if c.reason_code == ReasonCode::Success),
+        "expected CONNACK, got {connack:?}"
+    );
+    match decoder.decode(&mut got).unwrap() {
+        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code.get(), reason, "{d:?}"),
+        other => panic!("expected DISCONNECT {reason:#x} before the close, got {other:?}"),
+    }
+    fixture.expect_will();
+    fixture.finish();
+}
+
+/// A reserved QoS 3 [MQTT-3.3.1-4]: DISCONNECT 0x81 (malformed packet).
+#[test]
+fn v5_mqtt_3_3_1_4_qos_3_gets_disconnect_0x81() {
+    v5_violation(
+        "v5_qos3",
+        &[],
+        60,
+        &publish_packet(0x36, b"t", Some(1), b"\0x"),
+        0x81,
+    );
+}
+
+/// A second CONNECT [MQTT-3.1.0-2]: DISCONNECT 0x82 (protocol error).
+#[test]
+fn v5_mqtt_3_1_0_2_second_connect_gets_disconnect_0x82() {
+    let again = connect_packet_v5("again", 60, ("w", b"w"));
+    v5_violation("v5_second_connect", &[], 60, &again, 0x82);
+}
+
+/// Silence beyond one and a half keep alive periods [MQTT-3.1.2-22]: DISCONNECT 0x8D.
+#[test]
+fn v5_mqtt_3_1_2_22_keep_alive_timeout_gets_disconnect_0x8d() {
+    v5_violation("v5_keep_alive", &[], 1, &[], 0x8D);
+}
+
+/// A packet larger than the server's Maximum Packet Size [MQTT-3.2.2-15]: DISCONNECT 0x95.
+#[test]
+fn v5_mqtt_3_2_2_15_packet_too_large_gets_disconnect_0x95() {
+    let big = publish_packet(0x30, b"t", None, &[0; 400]);
+    v5_violation(
+        "v5_too_large",
+        &["--set", "max_packet_size=256"],
+        60,
+        &big,
+        0x95,
+    );
+}
+
+/// More QoS 2 messages awaiting PUBREL than the Receive Maximum the server announced
+/// [MQTT-3.3.4-7]: DISCONNECT 0x93.
+#[test]
+fn v5_mqtt_3_3_4_7_receive_maximum_exceeded_gets_disconnect_0x93() {
+    let bytes: Vec<u8> = (1..=3u16)
+        .flat_map(|id| publish_packet(0x34, b"t", Some(id), b"\0held"))
+        .collect();
+    v5_violation(
+        "v5_receive_max",
+        &["--set", "max_incoming_qos2=2"],
+        60,
+        &bytes,
+        0x93,
+    );
+}
+
+/// A Topic Alias above the server's Topic Alias Maximum [MQTT-3.3.2-9]: DISCONNECT 0x94.
+#[test]
+fn v5_mqtt_3_3_2_9_topic_alias_above_the_maximum_gets_disconnect_0x94() {
+    // Topic "t", properties: Topic Alias (0x23) = 11, one above the default maximum of 10.
+    let mut body = lp(b"t");
+    body.extend_from_slice(&[3, 0x23, 0, 11]);
+    body.extend_from_slice(b"x");
+    v5_violation("v5_alias", &[], 60, &frame(0x30, &body), 0x94);
+}

@@ -74,8 +74,8 @@ pub mod fuzzing;
 pub use decoder::{Decoder, MIN_READ_BUFFER, PROTOCOL_MAX_PACKET_SIZE};
 pub use error::{Error, Statement};
 pub use packet::{
-    Auth, ConnAck, Connect, Disconnect, Envelope, FixedHeader, Packet, PubAck, PubComp, PubRec,
-    PubRel, Publish, SubAck, Subscribe, Subscription, UnsubAck, Unsubscribe, Will,
+    Auth, ConnAck, Connect, DeliveryProperties, Disconnect, Envelope, FixedHeader, Packet, PubAck,
+    PubComp, PubRec, PubRel, Publish, SubAck, Subscribe, Subscription, UnsubAck, Unsubscribe, Will,
 };
 pub use properties::{
     AckProperties, AuthProperties, ConnAckProperties, ConnectProperties, DisconnectProperties,

@@ -437,7 +437,8 @@ macro_rules! properties {
                 Ok(())
             }
 
-            fn content_len(&self) -> usize {
+            /// The length of the properties, without the Property Length.
+            pub(crate) fn content_len(&self) -> usize {
                 0usize $( .saturating_add(Field::len(&self.$field)) )*
             }
 

@@ -606,6 +606,54 @@ proptest! {
         prop_assert_eq!(head, encode(&packet, version));
     }
 
+    /// `Publish::encode_delivery` in 5.0 sends the message's own properties with the
+    /// delivery's alias, expiry and subscription identifiers in place of the message's; its
+    /// size is `delivery_len`; before 5.0 it is plain `encode`.
+    #[test]
+    fn publish_delivery_carries_the_delivery_properties(
+        (version, packet) in version().prop_flat_map(|v| (Just(v), publish(v))),
+        alias in of(1u16..=u16::MAX),
+        omit in any::<bool>(),
+        expiry in of(any::<u32>()),
+        ids in vec(subscription_id(), 0..3),
+    ) {
+        let Packet::Publish(publish) = &packet else { unreachable!() };
+        // A message received without its topic name (through an alias) has one by now.
+        let alias = alias.or(publish.topic.is_empty().then_some(1));
+        let delivery = DeliveryProperties {
+            topic_alias: alias.and_then(NonZeroU16::new),
+            omit_topic: omit && alias.is_some(),
+            message_expiry_interval: expiry,
+            subscription_identifiers: ids.clone(),
+        };
+        let envelope = publish.envelope();
+        let mut wire = BytesMut::new();
+        let size = publish
+            .encode_delivery(envelope, &delivery, version, PROTOCOL_MAX_PACKET_SIZE, &mut wire)
+            .unwrap();
+        prop_assert_eq!(size, wire.len());
+        prop_assert_eq!(publish.delivery_len(envelope, &delivery, version).unwrap(), size);
+        if !version.is_v5() {
+            prop_assert_eq!(wire, encode(&packet, version));
+            return Ok(());
+        }
+        let Some(Packet::Publish(decoded)) = Decoder::new(version).decode(&mut wire).unwrap()
+        else {
+            panic!("not a PUBLISH");
+        };
+        let mut expected = publish.properties().clone();
+        expected.topic_alias = delivery.topic_alias;
+        expected.message_expiry_interval = expiry;
+        expected.subscription_identifiers = ids;
+        prop_assert_eq!(decoded.properties(), &expected);
+        prop_assert_eq!(decoded.payload, publish.payload.clone());
+        if delivery.omit_topic {
+            prop_assert!(decoded.topic.is_empty());
+        } else {
+            prop_assert_eq!(decoded.topic, publish.topic.clone());
+        }
+    }
+
     /// A server decoder accepts any version's CONNECT and then speaks that version.
     #[test]
     fn server_decoder_adopts_the_connect_version(

@@ -54,13 +54,17 @@ pub fn server_session(data: &[u8]) {
         max_queued_bytes: 4096,
         queue_qos0_offline: knobs & 0x10 != 0,
         max_incoming_qos2: 8,
+        max_topic_alias: 4,
+        validate_utf8_payload: knobs & 0x20 != 0,
     };
     let mut session = Session::new(MqttString::from_static("fuzz").unwrap(), true, limits);
-    let attach = Attach {
-        version,
-        keep_alive: 10,
-        will: None,
-    };
+    let mut attach = Attach::new(version, 10, None);
+    // Some runs with the client's 5.0 limits: a small window, small packets, topic aliases.
+    if knobs & 0x40 != 0 {
+        attach.receive_maximum = 2;
+        attach.max_packet_size = 64;
+        attach.topic_alias_maximum = 2;
+    }
     let mut now = Instant::now();
     session.attach(attach.clone(), now);
     let mut decoder = Decoder::new(version);
@@ -75,11 +79,9 @@ pub fn server_session(data: &[u8]) {
             Ok(Some(Action::Route(publish))) => {
                 let qos = publish.qos.qos();
                 let retain = publish.retain;
-                session.deliver(Delivery {
-                    publish,
-                    qos,
-                    retain,
-                });
+                let mut delivery = Delivery::new(publish, qos, retain);
+                delivery.expires_at = (knobs & 0x80 != 0).then(|| now + Duration::from_secs(1));
+                session.deliver(delivery, now);
             }
             Ok(Some(Action::Subscribe(subscribe))) => {
                 let mut codes = Vec::new();
@@ -94,7 +96,7 @@ pub fn server_session(data: &[u8]) {
                     session.remove_subscription(f);
                 }
             }
-            Ok(Some(Action::Disconnect)) | Err(_) => {
+            Ok(Some(Action::Disconnect { .. })) | Err(_) => {
                 // The connection ends; the client comes back.
                 let _ = session.detach(true);
                 session.attach(attach.clone(), now);
@@ -108,15 +110,25 @@ pub fn server_session(data: &[u8]) {
         for outgoing in session.take_outbox() {
             match outgoing {
                 Outgoing::Packet(packet) => encodes(&packet, version),
-                Outgoing::Publish { publish, envelope } => {
+                Outgoing::Publish {
+                    publish,
+                    envelope,
+                    properties,
+                } => {
                     let mut out = BytesMut::new();
                     publish
-                        .encode_as(envelope, version, PROTOCOL_MAX_PACKET_SIZE, &mut out)
+                        .encode_delivery(
+                            envelope,
+                            &properties,
+                            version,
+                            attach.max_packet_size,
+                            &mut out,
+                        )
                         .unwrap_or_else(|e| panic!("a delivery does not encode: {e}"));
                 }
             }
         }
-        assert!(session.inflight() <= usize::from(limits.max_inflight));
+        assert!(session.inflight() <= usize::from(limits.max_inflight.min(attach.receive_maximum)));
         assert!(session.queued() <= limits.max_queued_messages);
     }
 }

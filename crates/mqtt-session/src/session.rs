@@ -2,12 +2,14 @@
 //! attached to.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mqtt_codec::{
-    Envelope, Packet, PacketId, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish, QoS,
-    QosPid, ReasonCode, Subscribe, Unsubscribe, Will,
+    DeliveryProperties, Envelope, PROTOCOL_MAX_PACKET_SIZE, Packet, PacketId, PayloadFormat,
+    ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish, QoS, QosPid, ReasonCode, Subscribe,
+    SubscriptionId, TopicName, Unsubscribe, Will,
 };
 use mqtt_topic::{MqttString, SubscriptionData, TopicFilter};
 
@@ -23,8 +25,14 @@ pub struct Limits {
     pub max_queued_bytes: usize,
     /// Whether QoS 0 messages are queued while a persistent session is offline.
     pub queue_qos0_offline: bool,
-    /// QoS 2 messages received and not yet released by PUBREL.
+    /// QoS 2 messages received and not yet released by PUBREL (in MQTT 5.0 terms, the
+    /// server's Receive Maximum: a client sending more is disconnected with 0x93).
     pub max_incoming_qos2: usize,
+    /// (5.0) The highest Topic Alias a client may set on this server (its Topic Alias Maximum).
+    pub max_topic_alias: u16,
+    /// (5.0) Whether a payload marked as UTF-8 (Payload Format Indicator 1) is checked, and
+    /// refused with 0x99 when it is not.
+    pub validate_utf8_payload: bool,
 }
 
 impl Default for Limits {
@@ -35,6 +43,8 @@ impl Default for Limits {
             max_queued_bytes: 64 * 1024 * 1024,
             queue_qos0_offline: false,
             max_incoming_qos2: 1000,
+            max_topic_alias: 10,
+            validate_utf8_payload: true,
         }
     }
 }
@@ -50,11 +60,41 @@ pub struct Delivery {
     pub qos: QoS,
     /// The RETAIN flag of the PUBLISH sent.
     pub retain: bool,
+    /// (5.0) When the message expires (its Message Expiry Interval after it arrived): an
+    /// expired message is no longer sent, and the interval sent is what remains.
+    pub expires_at: Option<Instant>,
+    /// (5.0) The identifiers of the receiving session's subscriptions that matched.
+    pub identifiers: Vec<SubscriptionId>,
 }
 
 impl Delivery {
+    /// A delivery of `publish` at `qos` with this RETAIN flag, with no expiry and no
+    /// subscription identifiers.
+    pub fn new(publish: Arc<Publish>, qos: QoS, retain: bool) -> Self {
+        Self {
+            publish,
+            qos,
+            retain,
+            expires_at: None,
+            identifiers: Vec::new(),
+        }
+    }
+
     fn size(&self) -> usize {
         self.publish.payload.len() + self.publish.topic.len()
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+
+    /// What remains of the message's lifetime, rounded up to whole seconds.
+    fn remaining_secs(&self, now: Instant) -> Option<u32> {
+        self.expires_at.map(|at| {
+            let left = at.saturating_duration_since(now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            u32::try_from(secs).unwrap_or(u32::MAX)
+        })
     }
 }
 
@@ -63,12 +103,15 @@ impl Delivery {
 pub enum Outgoing {
     /// A packet.
     Packet(Packet),
-    /// A message, encoded with [`Publish::encode_as`] and this envelope.
+    /// A message, encoded with [`Publish::encode_delivery`], this envelope and these
+    /// properties.
     Publish {
         /// The shared message.
         publish: Arc<Publish>,
         /// QoS with packet identifier, DUP and RETAIN for this delivery.
         envelope: Envelope,
+        /// (5.0) Topic alias, remaining expiry and subscription identifiers of this delivery.
+        properties: DeliveryProperties,
     },
 }
 
@@ -83,8 +126,12 @@ pub enum Action {
     Subscribe(Subscribe),
     /// Remove subscriptions, then answer with an UNSUBACK.
     Unsubscribe(Unsubscribe),
-    /// The client said goodbye: discard the will and close the connection.
-    Disconnect,
+    /// The client said goodbye: close the connection, publishing the will only if it asked
+    /// for that (5.0 reason 0x04, "disconnect with will message").
+    Disconnect {
+        /// Whether the will is published all the same.
+        publish_will: bool,
+    },
 }
 
 /// Why the connection must be closed.
@@ -112,6 +159,27 @@ pub struct Attach {
     pub keep_alive: u16,
     /// Its will, published if the connection ends without DISCONNECT.
     pub will: Option<Will>,
+    /// (5.0) How many unacknowledged QoS 1 and 2 messages it accepts (its Receive Maximum).
+    pub receive_maximum: u16,
+    /// (5.0) The largest packet it accepts (its Maximum Packet Size).
+    pub max_packet_size: u32,
+    /// (5.0) The highest Topic Alias the server may use towards it (its Topic Alias Maximum).
+    pub topic_alias_maximum: u16,
+}
+
+impl Attach {
+    /// A connection of this version, keep alive and will, with the protocol's defaults for
+    /// the rest (no limit beyond the protocol's, no topic aliases).
+    pub fn new(version: ProtocolVersion, keep_alive: u16, will: Option<Will>) -> Self {
+        Self {
+            version,
+            keep_alive,
+            will,
+            receive_maximum: u16::MAX,
+            max_packet_size: PROTOCOL_MAX_PACKET_SIZE,
+            topic_alias_maximum: 0,
+        }
+    }
 }
 
 /// Counters of one session.
@@ -121,6 +189,10 @@ pub struct SessionStats {
     pub dropped_queue_full: u64,
     /// QoS 0 messages dropped because the client was offline.
     pub dropped_offline: u64,
+    /// (5.0) Messages not sent because their Message Expiry Interval had passed.
+    pub dropped_expired: u64,
+    /// (5.0) Messages not sent because they exceed the client's Maximum Packet Size.
+    pub dropped_too_large: u64,
 }
 
 /// Where a QoS 1 or 2 message sent to the client stands.
@@ -149,6 +221,50 @@ struct Connection {
     deadline: Option<Instant>,
     will: Option<Will>,
     outbox: Vec<Outgoing>,
+    receive_maximum: u16,
+    max_packet_size: u32,
+    /// Topic aliases the client set (index: alias - 1).
+    aliases_in: Vec<Option<TopicName>>,
+    aliases_out: AliasesOut,
+}
+
+/// (5.0) The topic aliases the server assigns on one connection: the first topics sent get
+/// the aliases; once all are taken, they are reassigned in turn.
+#[derive(Debug, Clone, Default)]
+struct AliasesOut {
+    max: u16,
+    by_topic: HashMap<TopicName, NonZeroU16>,
+    /// The topic each alias stands for (index: alias - 1).
+    topics: Vec<TopicName>,
+    /// The alias reassigned next once all are taken.
+    next: u16,
+}
+
+impl AliasesOut {
+    /// The alias for `topic`, and whether the client already knows it.
+    fn alias(&mut self, topic: &TopicName) -> Option<(NonZeroU16, bool)> {
+        if self.max == 0 || topic.is_empty() {
+            return None;
+        }
+        if let Some(&alias) = self.by_topic.get(topic) {
+            return Some((alias, true));
+        }
+        let copied = topic.copied();
+        let alias = if self.topics.len() < usize::from(self.max) {
+            self.topics.push(copied.clone());
+            u16::try_from(self.topics.len()).ok()?
+        } else {
+            let alias = self.next % self.max + 1;
+            self.next = alias;
+            let slot = self.topics.get_mut(usize::from(alias - 1))?;
+            let old = std::mem::replace(slot, copied.clone());
+            self.by_topic.remove(&old);
+            alias
+        };
+        let alias = NonZeroU16::new(alias)?;
+        self.by_topic.insert(copied, alias);
+        Some((alias, false))
+    }
 }
 
 /// A client's session on the server.
@@ -173,6 +289,7 @@ pub struct Session {
     next_id: PacketId,
     connection: Option<Connection>,
     stats: SessionStats,
+    expiry_interval: u32,
 }
 
 fn violation(statement: Option<&'static str>, detail: &'static str) -> Close {
@@ -198,7 +315,20 @@ impl Session {
             next_id: PacketId::from(std::num::NonZeroU16::MIN),
             connection: None,
             stats: SessionStats::default(),
+            expiry_interval: if persistent { u32::MAX } else { 0 },
         }
+    }
+
+    /// (5.0) The Session Expiry Interval, in seconds: how long the session outlives its
+    /// connection (0: it ends with it; `u32::MAX`: never).
+    pub fn expiry_interval(&self) -> u32 {
+        self.expiry_interval
+    }
+
+    /// Sets the Session Expiry Interval; the session is persistent when it is not 0.
+    pub fn set_expiry_interval(&mut self, secs: u32) {
+        self.expiry_interval = secs;
+        self.persistent = secs > 0;
     }
 
     /// The client identifier.
@@ -211,9 +341,10 @@ impl Session {
         self.persistent
     }
 
-    /// Changes whether the session outlives its connections (a reconnect may change it).
+    /// Changes whether the session outlives its connections (a reconnect may change it); a
+    /// persistent session set this way never expires.
     pub fn set_persistent(&mut self, persistent: bool) {
-        self.persistent = persistent;
+        self.set_expiry_interval(if persistent { u32::MAX } else { 0 });
     }
 
     /// Whether a connection is attached.
@@ -283,28 +414,40 @@ impl Session {
     pub fn attach(&mut self, attach: Attach, now: Instant) {
         let keep_alive = (attach.keep_alive > 0)
             .then(|| Duration::from_millis(u64::from(attach.keep_alive) * 1500));
-        let mut outbox = Vec::new();
-        for f in &self.inflight {
-            outbox.push(match f.state {
-                Await::Ack | Await::Received => Outgoing::Publish {
-                    publish: Arc::clone(&f.delivery.publish),
-                    envelope: Envelope {
-                        qos: qos_pid(f.delivery.qos, f.id),
-                        dup: true,
-                        retain: f.delivery.retain,
-                    },
-                },
-                Await::Complete => Outgoing::Packet(Packet::PubRel(PubRel::new(f.id))),
-            });
-        }
-        self.connection = Some(Connection {
+        let mut connection = Connection {
             version: attach.version,
             keep_alive,
             deadline: keep_alive.map(|k| now + k),
             will: attach.will,
-            outbox,
-        });
-        self.pump();
+            outbox: Vec::with_capacity(self.inflight.len()),
+            receive_maximum: attach.receive_maximum.max(1),
+            max_packet_size: attach.max_packet_size,
+            aliases_in: Vec::new(),
+            aliases_out: AliasesOut {
+                max: if attach.version.is_v5() {
+                    attach.topic_alias_maximum
+                } else {
+                    0
+                },
+                ..AliasesOut::default()
+            },
+        };
+        for f in &self.inflight {
+            let item = match f.state {
+                Await::Ack | Await::Received => {
+                    let envelope = Envelope {
+                        qos: qos_pid(f.delivery.qos, f.id),
+                        dup: true,
+                        retain: f.delivery.retain,
+                    };
+                    connection.publish(&f.delivery, envelope, now)
+                }
+                Await::Complete => Outgoing::Packet(Packet::PubRel(PubRel::new(f.id))),
+            };
+            connection.outbox.push(item);
+        }
+        self.connection = Some(connection);
+        self.pump(now);
     }
 
     /// Detaches the connection. Returns its will unless the client said DISCONNECT
@@ -366,29 +509,43 @@ impl Session {
         match packet {
             Packet::Publish(publish) => self.handle_publish(publish),
             Packet::PubAck(ack) => {
-                self.acknowledge(ack.packet_id, Await::Ack);
+                self.acknowledge(ack.packet_id, Await::Ack, now);
                 Ok(None)
             }
             Packet::PubRec(rec) => {
-                if let Some(f) = self
+                if rec.reason_code.is_error() {
+                    // (5.0) The client refused the message: its flow ends here, without PUBREL
+                    // (section 4.3.3); the identifier is free again.
+                    self.acknowledge(rec.packet_id, Await::Received, now);
+                    return Ok(None);
+                }
+                let known = self
                     .inflight
                     .iter_mut()
                     .find(|f| f.id == rec.packet_id && f.state == Await::Received)
-                {
-                    f.state = Await::Complete;
+                    .map(|f| f.state = Await::Complete)
+                    .is_some();
+                // Answered even for an unknown identifier, so the client's flow completes
+                // (5.0: with 0x92, "packet identifier not found").
+                let mut rel = PubRel::new(rec.packet_id);
+                if !known && self.is_v5() {
+                    rel.reason_code = ReasonCode::PacketIdentifierNotFound;
                 }
-                // Answered even for an unknown identifier, so the client's flow completes.
-                self.send(Packet::PubRel(PubRel::new(rec.packet_id)));
+                self.send(Packet::PubRel(rel));
                 Ok(None)
             }
             Packet::PubRel(rel) => {
                 // The message was routed on PUBLISH; release its identifier [MQTT-4.3.3-2].
-                self.incoming_qos2.remove(&rel.packet_id);
-                self.send(Packet::PubComp(PubComp::new(rel.packet_id)));
+                let known = self.incoming_qos2.remove(&rel.packet_id);
+                let mut comp = PubComp::new(rel.packet_id);
+                if !known && self.is_v5() {
+                    comp.reason_code = ReasonCode::PacketIdentifierNotFound;
+                }
+                self.send(Packet::PubComp(comp));
                 Ok(None)
             }
             Packet::PubComp(comp) => {
-                self.acknowledge(comp.packet_id, Await::Complete);
+                self.acknowledge(comp.packet_id, Await::Complete, now);
                 Ok(None)
             }
             Packet::Subscribe(subscribe) => Ok(Some(Action::Subscribe(subscribe))),
@@ -397,7 +554,22 @@ impl Session {
                 self.send(Packet::PingResp);
                 Ok(None)
             }
-            Packet::Disconnect(_) => Ok(Some(Action::Disconnect)),
+            Packet::Disconnect(disconnect) => {
+                if let Some(secs) = disconnect.properties.session_expiry_interval {
+                    // A session that was to end with its connection cannot be made to outlive
+                    // it at the last moment: a Protocol Error (5.0 section 3.14.2.2.2).
+                    if self.expiry_interval == 0 && secs != 0 {
+                        return Err(violation(
+                            None,
+                            "DISCONNECT sets a session expiry on a session that had none",
+                        ));
+                    }
+                    self.set_expiry_interval(secs);
+                }
+                Ok(Some(Action::Disconnect {
+                    publish_will: disconnect.reason_code == ReasonCode::DisconnectWithWillMessage,
+                }))
+            }
             Packet::Connect(_) => Err(violation(
                 Some("MQTT-3.1.0-2"),
                 "second CONNECT on a connection",
@@ -410,7 +582,81 @@ impl Session {
         }
     }
 
-    fn handle_publish(&mut self, publish: Publish) -> Result<Option<Action>, Close> {
+    fn is_v5(&self) -> bool {
+        self.connection.as_ref().is_some_and(|c| c.version.is_v5())
+    }
+
+    /// (5.0) Resolves the client's Topic Alias: a PUBLISH with a topic name and an alias sets
+    /// the alias, one with an empty topic name uses it [MQTT-3.3.2-12]. The alias itself is not
+    /// forwarded: aliases belong to one connection.
+    fn resolve_alias(&mut self, publish: &mut Publish) -> Result<(), Close> {
+        let Some(alias) = publish.properties().topic_alias else {
+            return Ok(());
+        };
+        let max = self.limits.max_topic_alias;
+        if alias.get() > max {
+            // 0 cannot be decoded; above the maximum we sent in CONNACK [MQTT-3.3.2-9].
+            return Err(Close::Violation {
+                statement: Some("MQTT-3.3.2-9"),
+                detail: "topic alias above the server's Topic Alias Maximum",
+                reason: ReasonCode::TopicAliasInvalid,
+            });
+        }
+        let Some(c) = &mut self.connection else {
+            return Ok(());
+        };
+        let i = usize::from(alias.get() - 1);
+        if publish.topic.is_empty() {
+            match c.aliases_in.get(i).and_then(Option::as_ref) {
+                Some(topic) => publish.topic = topic.clone(),
+                None => {
+                    // A Protocol Error (5.0 section 3.3.2.3.4).
+                    return Err(violation(None, "topic alias used before it was set"));
+                }
+            }
+        } else {
+            if c.aliases_in.len() <= i {
+                c.aliases_in.resize(i + 1, None);
+            }
+            if let Some(slot) = c.aliases_in.get_mut(i) {
+                *slot = Some(publish.topic.copied());
+            }
+        }
+        let mut properties = publish.properties().clone();
+        properties.topic_alias = None;
+        publish.set_properties(properties);
+        Ok(())
+    }
+
+    fn handle_publish(&mut self, mut publish: Publish) -> Result<Option<Action>, Close> {
+        self.resolve_alias(&mut publish)?;
+        if self.limits.validate_utf8_payload
+            && publish.properties().payload_format_indicator == Some(PayloadFormat::Utf8)
+            && std::str::from_utf8(&publish.payload).is_err()
+        {
+            // A payload said to be UTF-8 that is not: refused with 0x99, and not routed.
+            let reason = ReasonCode::PayloadFormatInvalid;
+            match publish.qos {
+                QosPid::AtMostOnce => {
+                    return Err(Close::Violation {
+                        statement: None,
+                        detail: "payload marked UTF-8 is not UTF-8",
+                        reason,
+                    });
+                }
+                QosPid::AtLeastOnce(id) => {
+                    let mut ack = PubAck::new(id);
+                    ack.reason_code = reason;
+                    self.send(Packet::PubAck(ack));
+                }
+                QosPid::ExactlyOnce(id) => {
+                    let mut rec = PubRec::new(id);
+                    rec.reason_code = reason;
+                    self.send(Packet::PubRec(rec));
+                }
+            }
+            return Ok(None);
+        }
         match publish.qos {
             QosPid::AtMostOnce => Ok(Some(Action::Route(Arc::new(publish)))),
             QosPid::AtLeastOnce(id) => {
@@ -438,14 +684,14 @@ impl Session {
         }
     }
 
-    fn acknowledge(&mut self, id: PacketId, state: Await) {
+    fn acknowledge(&mut self, id: PacketId, state: Await, now: Instant) {
         if let Some(i) = self
             .inflight
             .iter()
             .position(|f| f.id == id && f.state == state)
         {
             self.inflight.remove(i);
-            self.pump();
+            self.pump(now);
         }
     }
 
@@ -457,7 +703,13 @@ impl Session {
     /// queue, behind anything already there, so that messages keep their order. A full queue
     /// drops the new message (counted in [`SessionStats`]); so does an offline session for QoS 0
     /// unless [`Limits::queue_qos0_offline`], and a non-persistent offline session always.
-    pub fn deliver(&mut self, delivery: Delivery) -> bool {
+    /// (5.0) An expired message is dropped, and so is one larger than the client's Maximum
+    /// Packet Size (as if it had been sent [MQTT-3.1.2-25]).
+    pub fn deliver(&mut self, delivery: Delivery, now: Instant) -> bool {
+        if delivery.expired(now) {
+            self.stats.dropped_expired += 1;
+            return false;
+        }
         if self.connection.is_none() {
             if self.persistent
                 && (delivery.qos != QoS::AtMostOnce || self.limits.queue_qos0_offline)
@@ -475,15 +727,22 @@ impl Session {
                 self.stats.dropped_queue_full += 1;
                 return false;
             }
-            self.send_delivery(delivery);
-            return true;
+            return self.send_delivery(delivery, now);
         }
         self.enqueue(delivery);
         false
     }
 
+    /// Whether a message of this QoS may go out now: QoS 1 and 2 only while fewer than the
+    /// window (ours, and the client's Receive Maximum [MQTT-3.3.4-9]) are unacknowledged.
     fn can_send(&self, qos: QoS) -> bool {
-        qos == QoS::AtMostOnce || self.inflight.len() < usize::from(self.limits.max_inflight)
+        let window = self
+            .connection
+            .as_ref()
+            .map_or(self.limits.max_inflight, |c| {
+                self.limits.max_inflight.min(c.receive_maximum)
+            });
+        qos == QoS::AtMostOnce || self.inflight.len() < usize::from(window)
     }
 
     fn enqueue(&mut self, delivery: Delivery) {
@@ -499,7 +758,7 @@ impl Session {
     }
 
     /// Moves queued messages out while the window allows.
-    fn pump(&mut self) {
+    fn pump(&mut self, now: Instant) {
         if self.connection.is_none() {
             return;
         }
@@ -511,11 +770,25 @@ impl Session {
                 break;
             };
             self.queued_bytes = self.queued_bytes.saturating_sub(delivery.size());
-            self.send_delivery(delivery);
+            if delivery.expired(now) {
+                self.stats.dropped_expired += 1;
+                continue;
+            }
+            self.send_delivery(delivery, now);
         }
     }
 
-    fn send_delivery(&mut self, delivery: Delivery) {
+    /// Sends a message (taking a packet identifier and a place in the window for QoS 1 and
+    /// 2); returns whether it was sent rather than dropped as too large for the client.
+    fn send_delivery(&mut self, delivery: Delivery, now: Instant) -> bool {
+        if let Some(c) = &self.connection
+            && c.max_packet_size < PROTOCOL_MAX_PACKET_SIZE
+            && c.too_large(&delivery, now)
+        {
+            // Discarded as if sent [MQTT-3.1.2-25]; counted.
+            self.stats.dropped_too_large += 1;
+            return false;
+        }
         let qos = match delivery.qos {
             QoS::AtMostOnce => QosPid::AtMostOnce,
             qos => {
@@ -533,15 +806,15 @@ impl Session {
             }
         };
         if let Some(c) = &mut self.connection {
-            c.outbox.push(Outgoing::Publish {
-                publish: delivery.publish,
-                envelope: Envelope {
-                    qos,
-                    dup: false,
-                    retain: delivery.retain,
-                },
-            });
+            let envelope = Envelope {
+                qos,
+                dup: false,
+                retain: delivery.retain,
+            };
+            let item = c.publish(&delivery, envelope, now);
+            c.outbox.push(item);
         }
+        true
     }
 
     /// The next packet identifier not in flight [MQTT-2.3.1-2, MQTT-2.3.1-4]. The window is at
@@ -554,6 +827,49 @@ impl Session {
                 return id;
             }
         }
+    }
+}
+
+impl Connection {
+    /// The outgoing PUBLISH of a delivery on this connection: in 5.0 with the remaining
+    /// expiry, the subscription identifiers and a topic alias when the client allows them.
+    fn publish(&mut self, delivery: &Delivery, envelope: Envelope, now: Instant) -> Outgoing {
+        let mut properties = DeliveryProperties::default();
+        if self.version.is_v5() {
+            properties.message_expiry_interval = delivery.remaining_secs(now);
+            properties
+                .subscription_identifiers
+                .clone_from(&delivery.identifiers);
+            if let Some((alias, known)) = self.aliases_out.alias(&delivery.publish.topic) {
+                properties.topic_alias = Some(alias);
+                properties.omit_topic = known;
+            }
+        }
+        Outgoing::Publish {
+            publish: Arc::clone(&delivery.publish),
+            envelope,
+            properties,
+        }
+    }
+
+    /// Whether the delivery, sent in full (topic name and a new alias), would exceed the
+    /// client's Maximum Packet Size.
+    fn too_large(&self, delivery: &Delivery, now: Instant) -> bool {
+        let properties = DeliveryProperties {
+            topic_alias: (self.aliases_out.max > 0).then_some(NonZeroU16::MIN),
+            omit_topic: false,
+            message_expiry_interval: delivery.remaining_secs(now),
+            subscription_identifiers: delivery.identifiers.clone(),
+        };
+        let envelope = Envelope {
+            qos: qos_pid(delivery.qos, PacketId::from(NonZeroU16::MIN)),
+            dup: false,
+            retain: delivery.retain,
+        };
+        delivery
+            .publish
+            .delivery_len(envelope, &properties, self.version)
+            .map_or(true, |len| len > self.max_packet_size as usize)
     }
 }
 

@@ -608,7 +608,7 @@ proptest! {
             session: Session::new(MqttString::try_from("m").unwrap(), true, Limits::default()),
             routed: HashMap::new(),
         };
-        let attach = Attach { version: ProtocolVersion::V3_1_1, keep_alive: 0, will: None };
+        let attach = Attach::new(ProtocolVersion::V3_1_1, 0, None);
         server.session.attach(attach.clone(), now);
         c.connected(true, now);
         let mut to_server: Vec<Packet> = Vec::new();

@@ -29,11 +29,11 @@ fn session(persistent: bool, limits: Limits) -> Session {
 
 fn attach(s: &mut Session, keep_alive: u16, now: Instant) {
     s.attach(
-        Attach {
-            version: ProtocolVersion::V3_1_1,
+        Attach::new(
+            ProtocolVersion::V3_1_1,
             keep_alive,
-            will: Some(Will::new(topic("will/t"), Bytes::from_static(b"gone"))),
-        },
+            Some(Will::new(topic("will/t"), Bytes::from_static(b"gone"))),
+        ),
         now,
     );
 }
@@ -45,11 +45,11 @@ fn publish(t: &str, qos: QosPid, payload: &'static [u8]) -> Publish {
 }
 
 fn delivery(payload: &'static [u8], qos: QoS) -> Delivery {
-    Delivery {
-        publish: Arc::new(Publish::new(topic("t"), Bytes::from_static(payload))),
+    Delivery::new(
+        Arc::new(Publish::new(topic("t"), Bytes::from_static(payload))),
         qos,
-        retain: false,
-    }
+        false,
+    )
 }
 
 /// The outbox as (kind, packet id, payload, dup) for compact assertions.
@@ -57,7 +57,9 @@ fn drain(s: &mut Session) -> Vec<String> {
     s.take_outbox()
         .into_iter()
         .map(|o| match o {
-            Outgoing::Publish { publish, envelope } => format!(
+            Outgoing::Publish {
+                publish, envelope, ..
+            } => format!(
                 "PUBLISH {} q{} {}{}",
                 String::from_utf8_lossy(&publish.payload),
                 envelope.qos.qos() as u8,
@@ -169,11 +171,11 @@ fn mqtt_4_3_2_1_inflight_window_and_queue_keep_order() {
         },
     );
     attach(&mut s, 0, now);
-    assert!(s.deliver(delivery(b"m1", QoS::AtLeastOnce)));
-    assert!(s.deliver(delivery(b"m2", QoS::ExactlyOnce)));
-    assert!(!s.deliver(delivery(b"m3", QoS::AtLeastOnce)));
+    assert!(s.deliver(delivery(b"m1", QoS::AtLeastOnce), now));
+    assert!(s.deliver(delivery(b"m2", QoS::ExactlyOnce), now));
+    assert!(!s.deliver(delivery(b"m3", QoS::AtLeastOnce), now));
     // QoS 0 waits behind the queue too, so order is kept.
-    assert!(!s.deliver(delivery(b"m4", QoS::AtMostOnce)));
+    assert!(!s.deliver(delivery(b"m4", QoS::AtMostOnce), now));
     assert_eq!(drain(&mut s), ["PUBLISH m1 q1 1", "PUBLISH m2 q2 2"]);
     assert_eq!((s.inflight(), s.queued()), (2, 2));
 
@@ -203,9 +205,9 @@ fn mqtt_4_4_0_1_persistent_session_resends_and_queues_while_offline() {
     let now = Instant::now();
     let mut s = session(true, Limits::default());
     attach(&mut s, 0, now);
-    s.deliver(delivery(b"a", QoS::AtLeastOnce));
-    s.deliver(delivery(b"b", QoS::ExactlyOnce));
-    s.deliver(delivery(b"c", QoS::ExactlyOnce));
+    s.deliver(delivery(b"a", QoS::AtLeastOnce), now);
+    s.deliver(delivery(b"b", QoS::ExactlyOnce), now);
+    s.deliver(delivery(b"c", QoS::ExactlyOnce), now);
     drain(&mut s);
     s.handle_packet(Packet::PubRec(PubRec::new(pid(3))), now)
         .unwrap();
@@ -213,8 +215,8 @@ fn mqtt_4_4_0_1_persistent_session_resends_and_queues_while_offline() {
     assert!(s.detach(false).is_some());
 
     // Offline: QoS 1/2 queued, QoS 0 dropped (queue_qos0_offline is off).
-    assert!(!s.deliver(delivery(b"d", QoS::AtLeastOnce)));
-    assert!(!s.deliver(delivery(b"zero", QoS::AtMostOnce)));
+    assert!(!s.deliver(delivery(b"d", QoS::AtLeastOnce), now));
+    assert!(!s.deliver(delivery(b"zero", QoS::AtMostOnce), now));
     assert_eq!(s.queued(), 1);
     assert_eq!(s.stats().dropped_offline, 1);
 
@@ -240,10 +242,10 @@ fn offline_qos0_queueing_is_configurable_and_clean_sessions_queue_nothing() {
             ..Limits::default()
         },
     );
-    s.deliver(delivery(b"zero", QoS::AtMostOnce));
+    s.deliver(delivery(b"zero", QoS::AtMostOnce), Instant::now());
     assert_eq!(s.queued(), 1);
     let mut clean = session(false, Limits::default());
-    clean.deliver(delivery(b"one", QoS::AtLeastOnce));
+    clean.deliver(delivery(b"one", QoS::AtLeastOnce), Instant::now());
     assert_eq!(clean.queued(), 0);
 }
 
@@ -259,7 +261,7 @@ fn queue_is_bounded_by_count_and_bytes() {
         },
     );
     for _ in 0..3 {
-        s.deliver(delivery(b"x", QoS::AtLeastOnce));
+        s.deliver(delivery(b"x", QoS::AtLeastOnce), Instant::now());
     }
     assert_eq!((s.queued(), s.stats().dropped_queue_full), (2, 1));
     let mut bytes = session(
@@ -269,8 +271,8 @@ fn queue_is_bounded_by_count_and_bytes() {
             ..Limits::default()
         },
     );
-    bytes.deliver(delivery(b"abc", QoS::AtLeastOnce)); // 3 bytes of payload + 1 of topic
-    bytes.deliver(delivery(b"abc", QoS::AtLeastOnce));
+    bytes.deliver(delivery(b"abc", QoS::AtLeastOnce), Instant::now()); // 3 bytes of payload + 1 of topic
+    bytes.deliver(delivery(b"abc", QoS::AtLeastOnce), Instant::now());
     assert_eq!((bytes.queued(), bytes.stats().dropped_queue_full), (1, 1));
 }
 
@@ -334,7 +336,9 @@ fn mqtt_3_1_2_8_will_on_abnormal_close_only() {
     assert!(matches!(
         s.handle_packet(Packet::from(Disconnect::new(ReasonCode::Success)), now)
             .unwrap(),
-        Some(Action::Disconnect)
+        Some(Action::Disconnect {
+            publish_will: false
+        })
     ));
     assert!(s.detach(true).is_none());
 }
@@ -353,14 +357,14 @@ fn mqtt_2_3_1_2_packet_ids_in_flight_are_unique_across_wraparound() {
     );
     attach(&mut s, 0, now);
     // Keep id 1 in flight while 65,534 others come and go.
-    s.deliver(delivery(b"held", QoS::AtLeastOnce));
+    s.deliver(delivery(b"held", QoS::AtLeastOnce), now);
     for id in 2..=u16::MAX {
-        s.deliver(delivery(b"x", QoS::AtLeastOnce));
+        s.deliver(delivery(b"x", QoS::AtLeastOnce), now);
         s.handle_packet(Packet::PubAck(PubAck::new(pid(id))), now)
             .unwrap();
     }
     drain(&mut s);
-    s.deliver(delivery(b"next", QoS::AtLeastOnce));
+    s.deliver(delivery(b"next", QoS::AtLeastOnce), now);
     assert_eq!(drain(&mut s), ["PUBLISH next q1 2"]);
 }
 
@@ -370,7 +374,7 @@ fn mqtt_3_1_2_6_clear_discards_state() {
     let mut s = session(true, Limits::default());
     let f = mqtt_topic::TopicFilter::try_from("a/#").unwrap();
     s.add_subscription(&f, mqtt_topic::SubscriptionData::new(QoS::AtLeastOnce));
-    s.deliver(delivery(b"x", QoS::AtLeastOnce));
+    s.deliver(delivery(b"x", QoS::AtLeastOnce), Instant::now());
     assert_eq!(s.clear(), vec![f]);
     assert_eq!((s.queued(), s.subscription_count()), (0, 0));
 }

@@ -70,22 +70,35 @@ def unique_id(label):
 
 
 class Manual:
-    """A paho MQTT 3.1.1 client driven by `pump`; it records what its callbacks see."""
+    """A paho client driven by `pump`; it records what its callbacks see.
 
-    def __init__(self, host, port, client_id, clean_session=True, keepalive=30, will=None):
+    MQTT 3.1.1 by default; with `v5=True` it speaks MQTT 5.0, `clean_session` is Clean Start,
+    `properties` are the CONNECT properties and the will's fifth element its properties.
+    """
+
+    def __init__(
+        self, host, port, client_id, clean_session=True, keepalive=30, will=None, v5=False, properties=None
+    ):
         self.host = host
         self.port = port
         self.client_id = client_id
         self.keepalive = keepalive
+        self.v5 = v5
+        self.clean_start = clean_session
+        self.properties = properties
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            clean_session=clean_session,
-            protocol=mqtt.MQTTv311,
+            clean_session=None if v5 else clean_session,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         )
         if will is not None:
-            topic, payload, qos, retain = will
-            self.client.will_set(topic, payload, qos=qos, retain=retain)
+            topic, payload, qos, retain = will[:4]
+            will_properties = will[4] if len(will) > 4 else None
+            self.client.will_set(topic, payload, qos=qos, retain=retain, properties=will_properties)
+        self.connack_properties = []  # per CONNACK (5.0)
+        self.aliases = {}  # server topic alias -> topic name (5.0)
+        self.disconnect_properties = []  # per disconnection (5.0)
         self.connacks = []  # (session_present, reason code) per CONNACK
         self.disconnects = []  # reason codes
         self.messages = []  # MQTTMessage, in arrival order
@@ -97,13 +110,24 @@ class Manual:
         self.client.on_subscribe = self._on_subscribe
         self.client.on_publish = self._on_publish
 
-    def _on_connect(self, _client, _userdata, flags, reason_code, _properties):
+    def _on_connect(self, _client, _userdata, flags, reason_code, properties):
         self.connacks.append((flags.session_present, reason_code))
+        self.connack_properties.append(properties)
 
-    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties):
+    def _on_disconnect(self, _client, _userdata, _flags, reason_code, properties):
         self.disconnects.append(reason_code)
+        self.disconnect_properties.append(properties)
 
     def _on_message(self, _client, _userdata, message):
+        # paho 2 does not resolve the Topic Aliases a server sends (5.0): done here, from the
+        # wire's topic name and alias, so that scripts see full topic names.
+        alias = getattr(message.properties, "TopicAlias", None) if self.v5 else None
+        if alias is not None:
+            if message.topic:
+                self.aliases[alias] = message.topic
+            else:
+                check(alias in self.aliases, f"{self.client_id}: unknown server topic alias {alias}")
+                message._topic = self.aliases[alias].encode()
         self.messages.append(message)
 
     def _on_subscribe(self, _client, _userdata, mid, reason_codes, _properties):
@@ -115,7 +139,17 @@ class Manual:
     def connect(self, timeout=10.0):
         """Connects and waits for the CONNACK; returns its session-present flag."""
         before = len(self.connacks)
-        self.client.connect(self.host, self.port, keepalive=self.keepalive)
+        self.aliases = {}  # aliases belong to one connection
+        if self.v5:
+            self.client.connect(
+                self.host,
+                self.port,
+                keepalive=self.keepalive,
+                clean_start=self.clean_start,
+                properties=self.properties,
+            )
+        else:
+            self.client.connect(self.host, self.port, keepalive=self.keepalive)
         return self._await_connack(before, timeout)
 
     def reconnect(self, timeout=10.0):
@@ -136,15 +170,26 @@ class Manual:
         pump([self], lambda: mid in self.subacks, timeout, f"SUBACK for {topic}")
         check(self.subacks[mid] == [qos], f"{self.client_id}: {topic} granted {self.subacks[mid]}, asked {qos}")
 
-    def publish(self, topic, payload, qos, retain=False):
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+    def subscribe_v5(self, topic, options, properties=None, timeout=10.0):
+        """(5.0) Subscribes with `SubscribeOptions` and properties; returns the SUBACK codes."""
+        result, mid = self.client.subscribe(topic, options=options, properties=properties)
+        check(result == mqtt.MQTT_ERR_SUCCESS, f"{self.client_id}: subscribe failed: {result}")
+        pump([self], lambda: mid in self.subacks, timeout, f"SUBACK for {topic}")
+        return self.subacks[mid]
+
+    def publish(self, topic, payload, qos, retain=False, properties=None):
+        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         check(info.rc == mqtt.MQTT_ERR_SUCCESS, f"{self.client_id}: publish failed: {info.rc}")
         return info.mid
 
-    def disconnect(self, timeout=10.0):
-        """A clean disconnect (DISCONNECT sent) and the socket closed."""
+    def disconnect(self, timeout=10.0, reason=None, properties=None):
+        """A clean disconnect (DISCONNECT sent, in 5.0 with this reason and properties) and the
+        socket closed."""
         before = len(self.disconnects)
-        self.client.disconnect()
+        if self.v5:
+            self.client.disconnect(reasoncode=reason, properties=properties)
+        else:
+            self.client.disconnect()
         pump([self], lambda: len(self.disconnects) > before, timeout, f"{self.client_id} disconnect")
 
     def abort(self):
@@ -155,6 +200,16 @@ class Manual:
 
     def payloads(self):
         return [m.payload.decode() for m in self.messages]
+
+
+def properties(packet_type, **values):
+    """(5.0) paho `Properties` of a packet type (`PacketTypes.CONNECT`, ...) with these values."""
+    from paho.mqtt.properties import Properties
+
+    props = Properties(packet_type)
+    for name, value in values.items():
+        setattr(props, name, value)
+    return props
 
 
 def pump(clients, until, timeout, what):

@@ -14,7 +14,7 @@ pub use connack::ConnAck;
 pub(crate) use connect::peek_version;
 pub use connect::{Connect, Will};
 pub use disconnect::{Auth, Disconnect};
-pub use publish::{Envelope, Publish};
+pub use publish::{DeliveryProperties, Envelope, Publish};
 pub use subscribe::{SubAck, Subscribe, Subscription};
 pub use unsubscribe::{UnsubAck, Unsubscribe};
 

@@ -3,9 +3,13 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use mqtt_topic::TopicName;
 
+use std::num::NonZeroU16;
+
 use crate::decode::{Cx, PResult, fail};
-use crate::properties::put_str;
-use crate::{Error, ProtocolVersion, PublishProperties, QoS, QosPid};
+use crate::properties::{Field, PropertyId, put_str};
+use crate::{
+    Error, ProtocolVersion, PublishProperties, QoS, QosPid, SubscriptionId, varint as vbi,
+};
 
 /// An application message on its way from a client to the server or from the server to a
 /// subscriber.
@@ -182,6 +186,144 @@ impl Publish {
         )
     }
 
+    /// (5.0) Appends this message as delivered to one subscriber, as [`Publish::encode_as`],
+    /// with the properties that belong to the delivery instead of the message's own: the
+    /// server's Topic Alias (and the topic name left out when the alias is already known to the
+    /// client), the remaining Message Expiry Interval and the Subscription Identifiers. Every
+    /// other property is sent as received, user properties in order. Before 5.0, `delivery`
+    /// is ignored.
+    ///
+    /// # Errors
+    /// As [`Publish::encode`].
+    pub fn encode_delivery(
+        &self,
+        envelope: Envelope,
+        delivery: &DeliveryProperties,
+        version: ProtocolVersion,
+        max_packet_size: u32,
+        buf: &mut BytesMut,
+    ) -> Result<usize, Error> {
+        if !version.is_v5() {
+            return self.encode_as(envelope, version, max_packet_size, buf);
+        }
+        let (body, properties) = self.delivery_body_len(envelope, delivery)?;
+        super::write_frame(
+            envelope.first_byte(),
+            body,
+            0,
+            max_packet_size,
+            buf,
+            |buf| {
+                if delivery.omit_topic {
+                    buf.put_u16(0);
+                } else {
+                    put_str(buf, self.topic.as_mqtt_str());
+                }
+                if let Some(id) = envelope.qos.packet_id() {
+                    buf.put_u16(id.get());
+                }
+                self.put_delivery_properties(delivery, properties, buf);
+                buf.put_slice(&self.payload);
+            },
+        )
+    }
+
+    /// (5.0) The size of the whole packet [`Publish::encode_delivery`] would write, to check it
+    /// against a client's Maximum Packet Size before committing to send it.
+    ///
+    /// # Errors
+    /// As [`Publish::encode`].
+    pub fn delivery_len(
+        &self,
+        envelope: Envelope,
+        delivery: &DeliveryProperties,
+        version: ProtocolVersion,
+    ) -> Result<usize, Error> {
+        let body = if version.is_v5() {
+            self.delivery_body_len(envelope, delivery)?.0
+        } else {
+            self.body_len(envelope, version)?
+        };
+        Ok(1usize
+            .saturating_add(vbi::len_usize(body))
+            .saturating_add(body))
+    }
+
+    /// The body length and the property length of a 5.0 delivery.
+    fn delivery_body_len(
+        &self,
+        envelope: Envelope,
+        delivery: &DeliveryProperties,
+    ) -> Result<(usize, usize), Error> {
+        if envelope.dup && envelope.qos == QosPid::AtMostOnce {
+            return Err(Error::DupOnQoS0);
+        }
+        if self.topic.is_empty() && delivery.topic_alias.is_none() {
+            return Err(Error::InvalidTopicName {
+                field: "topic name",
+                source: mqtt_topic::Error::Empty,
+            });
+        }
+        let p = self.properties();
+        p.check()?;
+        let own = Field::len(&p.message_expiry_interval)
+            + Field::len(&p.topic_alias)
+            + Field::len(&p.subscription_identifiers);
+        let ids = delivery
+            .subscription_identifiers
+            .iter()
+            .fold(0usize, |len, id| len.saturating_add(1 + vbi::len(id.get())));
+        let properties = p
+            .content_len()
+            .saturating_sub(own)
+            .saturating_add(Field::len(&delivery.message_expiry_interval))
+            .saturating_add(Field::len(&delivery.topic_alias))
+            .saturating_add(ids);
+        let topic = if delivery.omit_topic {
+            0
+        } else {
+            self.topic.len()
+        };
+        let mut len = (2 + topic)
+            .saturating_add(self.payload.len())
+            .saturating_add(properties)
+            .saturating_add(vbi::len_usize(properties));
+        if envelope.qos.packet_id().is_some() {
+            len = len.saturating_add(2);
+        }
+        Ok((len, properties))
+    }
+
+    /// Writes the property section of a 5.0 delivery (length first).
+    fn put_delivery_properties(
+        &self,
+        delivery: &DeliveryProperties,
+        len: usize,
+        buf: &mut BytesMut,
+    ) {
+        let p = self.properties();
+        vbi::put(buf, u32::try_from(len).unwrap_or(vbi::MAX));
+        Field::put(
+            &p.payload_format_indicator,
+            PropertyId::PayloadFormatIndicator,
+            buf,
+        );
+        Field::put(
+            &delivery.message_expiry_interval,
+            PropertyId::MessageExpiryInterval,
+            buf,
+        );
+        Field::put(&delivery.topic_alias, PropertyId::TopicAlias, buf);
+        Field::put(&p.response_topic, PropertyId::ResponseTopic, buf);
+        Field::put(&p.correlation_data, PropertyId::CorrelationData, buf);
+        Field::put(&p.user_properties, PropertyId::UserProperty, buf);
+        for id in &delivery.subscription_identifiers {
+            buf.put_u8(PropertyId::SubscriptionIdentifier as u8);
+            vbi::put(buf, id.get());
+        }
+        Field::put(&p.content_type, PropertyId::ContentType, buf);
+    }
+
     /// Checks the fixed-header flags, which arrive before the body: QoS 3 [MQTT-3.3.1-4] and DUP
     /// on QoS 0 [MQTT-3.3.1-2] are refused as soon as the first byte is seen.
     #[inline]
@@ -285,6 +427,20 @@ impl Publish {
             self.properties().put(buf);
         }
     }
+}
+
+/// (5.0) The properties of a PUBLISH that belong to one delivery rather than to the message:
+/// see [`Publish::encode_delivery`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryProperties {
+    /// The Topic Alias the server uses for this topic on this connection.
+    pub topic_alias: Option<NonZeroU16>,
+    /// Whether the topic name is left out: the client already knows the alias.
+    pub omit_topic: bool,
+    /// What remains of the message's lifetime, in seconds.
+    pub message_expiry_interval: Option<u32>,
+    /// The identifiers of the client's subscriptions that matched.
+    pub subscription_identifiers: Vec<SubscriptionId>,
 }
 
 /// The fields of a PUBLISH that belong to one delivery rather than to the message: QoS with
