@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use mqtt_codec::{
     ConnAck, Decoder, Disconnect, Error as CodecError, MqttString, PROTOCOL_MAX_PACKET_SIZE,
-    Packet, ProtocolVersion, ReasonCode,
+    Packet, PacketType, ProtocolVersion, ReasonCode,
 };
 use mqtt_session::{Close, Outgoing};
 use tokio::io::AsyncWriteExt;
@@ -269,7 +269,8 @@ async fn serve(
         // A connection that failed gets nothing more written: its writer may be stuck on a
         // client that does not read. A 5.0 client gets its DISCONNECT if the writer can send
         // it at once.
-        End::Abnormal(Some(_)) if link.version.is_v5() => Some(FAREWELL_TIMEOUT),
+        // The writer of a 5.0 connection taken over says so (0x8E) before it stops.
+        End::Abnormal(Some(_)) | End::TakenOver if link.version.is_v5() => Some(FAREWELL_TIMEOUT),
         End::Abnormal(_) | End::TakenOver => None,
         // Otherwise the writer writes what is left (a shutdown flushes the queues), within a
         // bound.
@@ -301,7 +302,13 @@ fn handle_buffered(
             Ok(None) => return None,
             Err(e) => {
                 warn_violation(peer, link.handle.client_id(), &e);
-                return Some(End::Abnormal(Some(e.reason_code())));
+                // A reason a DISCONNECT cannot carry (0x84 for a second CONNECT of another
+                // version) is a protocol error there [MQTT-3.14.2-1].
+                let mut reason = e.reason_code();
+                if !ReasonCode::allowed_in(PacketType::Disconnect).contains(&reason) {
+                    reason = ReasonCode::ProtocolError;
+                }
+                return Some(End::Abnormal(Some(reason)));
             }
         };
         match link
@@ -335,10 +342,11 @@ async fn write_loop(link: Link, mut writer: OwnedWriteHalf, closing: Arc<AtomicB
             }
             return WriterEnd::TakenOver;
         }
-        if flush(&link, &mut writer).await.is_err() {
-            return WriterEnd::Failed;
-        }
-        if closing.load(Ordering::Acquire) {
+        let said_goodbye = match flush(&link, &mut writer).await {
+            Ok(last) => last,
+            Err(_) => return WriterEnd::Failed,
+        };
+        if said_goodbye || closing.load(Ordering::Acquire) {
             let _ = writer.shutdown().await;
             return WriterEnd::Finished;
         }
@@ -442,24 +450,30 @@ impl std::fmt::Display for ReadError {
     }
 }
 
-/// Writes what the session has to say, encoded in one buffer and one write.
-async fn flush(link: &Link, writer: &mut OwnedWriteHalf) -> std::io::Result<()> {
+/// Writes what the session has to say, encoded in one buffer and one write. Returns whether
+/// it wrote the server's DISCONNECT: nothing may follow it [MQTT-3.14.4-1], so what came
+/// after it in the outbox is dropped and the writer stops.
+async fn flush(link: &Link, writer: &mut OwnedWriteHalf) -> std::io::Result<bool> {
     let outbox = {
         let mut slot = link.handle.lock();
         if slot.owner != link.generation {
-            return Ok(());
+            return Ok(false);
         }
         slot.session.take_outbox()
     };
     if outbox.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
+    let mut last = false;
     let mut out = BytesMut::new();
     let mut packets = 0u64;
     let mut publishes = 0u64;
     for item in outbox {
         let written = match item {
-            Outgoing::Packet(p) => p.encode(link.version, link.max_packet_size, &mut out),
+            Outgoing::Packet(p) => {
+                last = matches!(p, Packet::Disconnect(_));
+                p.encode(link.version, link.max_packet_size, &mut out)
+            }
             Outgoing::Publish {
                 publish,
                 envelope,
@@ -481,13 +495,16 @@ async fn flush(link: &Link, writer: &mut OwnedWriteHalf) -> std::io::Result<()> 
                 tracing::warn!(client_id = %link.handle.client_id(), error = %e, "packet not sent");
             }
         }
+        if last {
+            break;
+        }
     }
     write_all(writer, &out).await?;
     let s = &link.broker.stats;
     s.bytes_sent.fetch_add(out.len() as u64, Ordering::Relaxed);
     s.messages_sent.fetch_add(packets, Ordering::Relaxed);
     s.publish_sent.fetch_add(publishes, Ordering::Relaxed);
-    Ok(())
+    Ok(last)
 }
 
 /// Encodes and writes packets directly (CONNACK, before or without a session).

@@ -136,6 +136,31 @@ pub struct Slot {
     expires_at: Option<Instant>,
     /// (5.0) While detached: a will waiting for its Will Delay Interval, and when it is due.
     delayed_will: Option<(Instant, Will)>,
+    /// When this session's entry in the timer heap is due (one live entry per session; others
+    /// are stale and skipped).
+    scheduled: Option<Instant>,
+}
+
+impl Slot {
+    /// The next time a timer of this detached session is due.
+    fn next_deadline(&self) -> Option<Instant> {
+        let will = self.delayed_will.as_ref().map(|(at, _)| *at);
+        match (self.expires_at, will) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether a timer entry due at `deadline` must be pushed: none live, or a later one.
+    /// Records it as the live one.
+    fn schedule(&mut self, deadline: Option<Instant>) -> Option<Instant> {
+        let deadline = deadline?;
+        if self.scheduled.is_some_and(|s| s <= deadline) {
+            return None;
+        }
+        self.scheduled = Some(deadline);
+        Some(deadline)
+    }
 }
 
 impl Slot {
@@ -179,13 +204,12 @@ struct Retained {
 #[derive(Debug)]
 struct Timer {
     at: Instant,
-    detached: u64,
     handle: Arc<SessionHandle>,
 }
 
 impl PartialEq for Timer {
     fn eq(&self, other: &Self) -> bool {
-        (self.at, self.detached) == (other.at, other.detached)
+        self.at == other.at
     }
 }
 
@@ -199,7 +223,7 @@ impl PartialOrd for Timer {
 
 impl Ord for Timer {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.detached).cmp(&(other.at, other.detached))
+        self.at.cmp(&other.at)
     }
 }
 
@@ -319,6 +343,7 @@ impl Broker {
             max_incoming_qos2: config.max_incoming_qos2,
             max_topic_alias: config.max_topic_alias,
             validate_utf8_payload: config.validate_utf8_payload,
+            max_session_expiry: config.max_session_expiry_secs,
         };
         Self {
             config,
@@ -463,17 +488,17 @@ impl Broker {
         // How long the session outlives the connection: 5.0 says it (absent: 0); in 3.x a
         // persistent session lasts until the configured maximum (by default, forever).
         let cap = config.max_session_expiry_secs;
-        let expiry = if v5 {
-            let asked = connect.properties.session_expiry_interval.unwrap_or(0);
-            if asked > cap {
-                properties.session_expiry_interval = Some(cap);
-            }
-            asked.min(cap)
+        let asked = if v5 {
+            connect.properties.session_expiry_interval.unwrap_or(0)
         } else if connect.clean_start {
             0
         } else {
-            cap
+            u32::MAX
         };
+        if v5 && asked > cap {
+            properties.session_expiry_interval = Some(cap);
+        }
+        let expiry = asked.min(cap);
         let client = &connect.properties;
         let attach = Attach {
             version,
@@ -484,6 +509,7 @@ impl Broker {
                 .maximum_packet_size
                 .map_or(mqtt_codec::PROTOCOL_MAX_PACKET_SIZE, |m| m.get()),
             topic_alias_maximum: client.topic_alias_maximum.unwrap_or(0),
+            requested_session_expiry: asked,
         };
         let max_packet_size = attach.max_packet_size;
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
@@ -511,10 +537,11 @@ impl Broker {
                     }
                     slot.wake();
                 }
-                // A will waiting for its delay: cancelled if the session resumes, published now
-                // if the session ends here.
-                if let Some((_, will)) = slot.delayed_will.take()
-                    && !resume
+                // A will waiting for its delay: cancelled if the session resumes before the delay
+                // ran out [MQTT-3.1.3-9], published now if it ran out (the timer may not have
+                // run yet) or the session ends here.
+                if let Some((at, will)) = slot.delayed_will.take()
+                    && (!resume || at <= now)
                 {
                     old_wills.push(will);
                 }
@@ -544,6 +571,7 @@ impl Broker {
                         detached: 0,
                         expires_at: None,
                         delayed_will: None,
+                        scheduled: None,
                     }),
                     changes: Mutex::new(()),
                 });
@@ -630,19 +658,17 @@ impl Broker {
         slot.detached = generation;
         let mut will = slot.session.detach(graceful);
         let persistent = slot.session.is_persistent();
-        let mut timers = Vec::new();
+        let mut timer = None;
         if persistent {
             let expiry = slot.session.expiry_interval();
             slot.expires_at =
                 (expiry < u32::MAX).then(|| now + Duration::from_secs(u64::from(expiry)));
-            if let Some(at) = slot.expires_at {
-                timers.push(at);
-            }
             if let Some(w) = will.take_if(|w| will_delay(w) > 0) {
                 let at = now + Duration::from_secs(u64::from(will_delay(&w)));
-                timers.push(at);
                 slot.delayed_will = Some((at, w));
             }
+            let next = slot.next_deadline();
+            timer = slot.schedule(next);
             self.store.save(&slot.session);
         } else {
             slot.session.clear();
@@ -650,15 +676,8 @@ impl Broker {
         }
         drop(slot);
         drop(by_id);
-        if !timers.is_empty() {
-            let mut heap = lock(&self.timers);
-            for at in timers {
-                heap.push(Reverse(Timer {
-                    at,
-                    detached: generation,
-                    handle: Arc::clone(handle),
-                }));
-            }
+        if let Some(at) = timer {
+            self.push_timer(at, handle);
         }
         self.stats.connected.fetch_sub(1, Ordering::Relaxed);
         if persistent {
@@ -673,8 +692,22 @@ impl Broker {
         }
     }
 
+    fn push_timer(&self, at: Instant, handle: &Arc<SessionHandle>) {
+        let mut heap = lock(&self.timers);
+        heap.push(Reverse(Timer {
+            at,
+            handle: Arc::clone(handle),
+        }));
+        // Entries superseded by an earlier one stay until they come due; when they outnumber
+        // the live ones, they are swept (lock order: timers, then a session).
+        if heap.len() > 1024 && heap.len() > 2 * lock(&self.by_id).len() {
+            heap.retain(|Reverse(t)| t.handle.lock().scheduled == Some(t.at));
+        }
+    }
+
     /// Runs the timers of detached sessions that are due: publishes delayed wills and ends
-    /// expired sessions (publishing a will still waiting). The server calls it every second.
+    /// expired sessions (publishing a will still waiting). The server calls it a few times a
+    /// second.
     pub fn expire(&self, now: Instant) {
         loop {
             let timer = {
@@ -690,7 +723,11 @@ impl Broker {
             let handle = timer.handle;
             let mut by_id = lock(&self.by_id);
             let mut slot = handle.lock();
-            if slot.owner != 0 || slot.detached != timer.detached {
+            if slot.scheduled != Some(timer.at) {
+                continue; // superseded by an earlier entry
+            }
+            slot.scheduled = None;
+            if slot.owner != 0 {
                 continue; // the client came back since
             }
             let mut will = None;
@@ -698,25 +735,32 @@ impl Broker {
                 will = slot.delayed_will.take().map(|(_, w)| w);
             }
             let ended = slot.expires_at.is_some_and(|at| at <= now);
+            let mut next = None;
             if ended {
                 if let Some((_, w)) = slot.delayed_will.take() {
                     will = Some(w);
                 }
                 slot.session.clear();
                 slot.expires_at = None;
-                // A later connection gets a new handle; this one is finished.
-                slot.detached = 0;
                 if by_id
                     .get(&handle.client_id)
                     .is_some_and(|h| Arc::ptr_eq(h, &handle))
                 {
                     by_id.remove(&handle.client_id);
                 }
+                // Under the registry lock: a new session under this identifier cannot have
+                // saved itself yet.
+                self.store.remove(&handle.client_id);
+            } else {
+                let deadline = slot.next_deadline();
+                next = slot.schedule(deadline);
             }
             drop(slot);
             drop(by_id);
+            if let Some(at) = next {
+                self.push_timer(at, &handle);
+            }
             if ended {
-                self.store.remove(&handle.client_id);
                 self.index.write().remove_session(&handle.key);
                 self.set_key(handle.key, None);
                 lock(&self.free_keys).push(handle.key);

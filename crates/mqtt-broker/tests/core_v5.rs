@@ -836,3 +836,209 @@ fn v5_mqtt_3_3_2_17_properties_are_forwarded_unchanged() {
     assert_eq!(props.correlation_data.as_deref(), Some(&b"\x00corr"[..]));
     let _ = Arc::clone(publish);
 }
+
+/// MQTT-3.3.4-9 / MQTT-4.4.0-1: after a reconnect, the messages in flight are sent again in
+/// order but no more at once than the new connection's Receive Maximum; the rest follow as
+/// acknowledgements free the window, before anything queued.
+#[test]
+fn v5_mqtt_3_3_4_9_resending_after_a_reconnect_keeps_to_the_receive_maximum() {
+    let (b, t0) = broker();
+    let mut c = connect_packet("r", false);
+    session_expiry(&mut c, 100);
+    let first = connect_at(&b, &c, t0);
+    subscribe(&b, &first, "t", options(QoS::AtLeastOnce), t0);
+    let publisher = connect_at(&b, &connect_packet("pub", true), t0);
+    for (i, p) in [b"1", b"2", b"3"].into_iter().enumerate() {
+        send(
+            &b,
+            &publisher,
+            publish("t", p, QoS::AtLeastOnce, i as u16 + 1),
+            t0,
+        )
+        .unwrap();
+    }
+    assert_eq!(payloads(&first), ["1", "2", "3"]);
+    b.disconnect(&first.handle, first.generation, false, t0);
+    send(&b, &publisher, publish("t", b"4", QoS::AtLeastOnce, 9), t0).unwrap();
+    c.properties.receive_maximum = NonZeroU16::new(1);
+    let back = connect_at(&b, &c, t0);
+    let resent = |c: &Connected| -> Vec<(String, bool, u16)> {
+        outbox(c)
+            .into_iter()
+            .filter_map(|o| match o {
+                Outgoing::Publish {
+                    publish, envelope, ..
+                } => Some((
+                    String::from_utf8_lossy(&publish.payload).into_owned(),
+                    envelope.dup,
+                    envelope.qos.packet_id().map_or(0, PacketId::get),
+                )),
+                _ => None,
+            })
+            .collect()
+    };
+    let got = resent(&back);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!((got[0].0.as_str(), got[0].1), ("1", true));
+    let mut expected = vec![("2", true), ("3", true), ("4", false)].into_iter();
+    let mut id = got[0].2;
+    for _ in 0..3 {
+        send(
+            &b,
+            &back,
+            mqtt_codec::PubAck::new(PacketId::new(id).unwrap()),
+            t0,
+        )
+        .unwrap();
+        let got = resent(&back);
+        assert_eq!(got.len(), 1, "{got:?}");
+        let (payload, dup) = expected.next().unwrap();
+        assert_eq!((got[0].0.as_str(), got[0].1), (payload, dup));
+        id = got[0].2;
+    }
+}
+
+/// MQTT-3.1.2-25: a message in flight that no longer fits the Maximum Packet Size of the new
+/// connection is dropped as if delivered, not sent and not kept in flight.
+#[test]
+fn v5_mqtt_3_1_2_25_a_resent_message_too_large_for_the_new_connection_is_dropped() {
+    let (b, t0) = broker();
+    let mut c = connect_packet("shrinks", false);
+    session_expiry(&mut c, 100);
+    let first = connect_at(&b, &c, t0);
+    subscribe(&b, &first, "t", options(QoS::AtLeastOnce), t0);
+    let publisher = connect_at(&b, &connect_packet("pub", true), t0);
+    static BIG: [u8; 300] = [b'x'; 300];
+    send(&b, &publisher, publish("t", &BIG, QoS::AtLeastOnce, 1), t0).unwrap();
+    send(
+        &b,
+        &publisher,
+        publish("t", b"small", QoS::AtLeastOnce, 2),
+        t0,
+    )
+    .unwrap();
+    assert_eq!(payloads(&first).len(), 2);
+    b.disconnect(&first.handle, first.generation, false, t0);
+    c.properties.maximum_packet_size = NonZeroU32::new(100);
+    c.properties.topic_alias_maximum = Some(5);
+    let back = connect_at(&b, &c, t0);
+    let got = deliveries(&back);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1, "small");
+    assert_eq!(got[0].0, "t", "the first use of an alias carries the topic");
+    assert_eq!(back.handle.lock().session.inflight(), 1);
+}
+
+/// Section 3.14.2.2.2: a DISCONNECT's Session Expiry Interval is capped like CONNECT's, and
+/// "from zero" means what CONNECT asked for, not what the cap made of it.
+#[test]
+fn v5_disconnect_session_expiry_is_capped_and_judged_against_the_connect() {
+    let (b, t0) = broker_with(Config {
+        max_session_expiry_secs: 100,
+        ..Config::default()
+    });
+    let mut c = connect_packet("capped", false);
+    session_expiry(&mut c, 10);
+    let s = connect_at(&b, &c, t0);
+    let mut d = Disconnect::new(ReasonCode::Success);
+    d.properties.session_expiry_interval = Some(u32::MAX);
+    send(&b, &s, d, t0).unwrap();
+    assert_eq!(s.handle.lock().session.expiry_interval(), 100);
+    b.disconnect(&s.handle, s.generation, true, t0);
+    b.expire(t0 + Duration::from_secs(101));
+    assert!(
+        b.session("capped").is_none(),
+        "the session outlived the cap"
+    );
+
+    let (b, t0) = broker_with(Config {
+        max_session_expiry_secs: 0,
+        ..Config::default()
+    });
+    session_expiry(&mut c, 100);
+    let s = connect_at(&b, &c, t0);
+    let mut d = Disconnect::new(ReasonCode::Success);
+    d.properties.session_expiry_interval = Some(100);
+    assert!(
+        send(&b, &s, d, t0).is_ok(),
+        "the CONNECT asked for an expiry"
+    );
+}
+
+/// MQTT-3.1.2-10 / MQTT-3.14.4-3: only DISCONNECT 0x00 discards the will; any other reason
+/// (an error the client reports, 0x04) leaves it to be published.
+#[test]
+fn v5_mqtt_3_14_4_3_only_a_normal_disconnection_discards_the_will() {
+    let (b, t0) = broker();
+    let c = connect_at(&b, &connect_packet("c", true), t0);
+    for (reason, publish_will) in [
+        (ReasonCode::Success, false),
+        (ReasonCode::UnspecifiedError, true),
+        (ReasonCode::DisconnectWithWillMessage, true),
+    ] {
+        assert_eq!(
+            send(&b, &c, Disconnect::new(reason), t0).unwrap(),
+            Flow::Disconnect { publish_will },
+            "{reason:?}"
+        );
+    }
+}
+
+/// The timers of detached sessions do not pile up: reconnecting again and again leaves one
+/// live timer per session.
+#[test]
+fn v5_reconnect_cycles_keep_the_timers_bounded() {
+    let (b, t0) = broker();
+    let mut c = will_connect("cycles", 1_000, 1_000_000);
+    session_expiry(&mut c, 1_000_000);
+    let mut now = t0;
+    for _ in 0..3000 {
+        let s = connect_at(&b, &c, now);
+        b.disconnect(&s.handle, s.generation, false, now);
+        now += Duration::from_millis(1);
+    }
+    let handle = b.session("cycles").unwrap();
+    // The registry, this test, and at most a handful of timer entries.
+    assert!(
+        Arc::strong_count(&handle) < 10,
+        "{} references: timers pile up",
+        Arc::strong_count(&handle)
+    );
+}
+
+/// MQTT-3.1.2-8: a will whose delay has run out is published even if the client reconnects
+/// before the broker's timer got to it.
+#[test]
+fn v5_mqtt_3_1_2_8_a_will_due_before_the_reconnect_is_published() {
+    let (b, t0) = broker();
+    let watcher = connect_at(&b, &connect_packet("watcher", true), t0);
+    subscribe(&b, &watcher, "wills", options(QoS::AtLeastOnce), t0);
+    let c = will_connect("late", 5, 100);
+    let s = connect_at(&b, &c, t0);
+    b.disconnect(&s.handle, s.generation, false, t0);
+    let _back = connect_at(&b, &c, t0 + Duration::from_millis(5_150));
+    assert_eq!(payloads(&watcher), ["late is gone"]);
+}
+
+/// MQTT-3.3.2-11: the server uses no more topic aliases than it accepts itself
+/// (`max_topic_alias`), whatever the client allows.
+#[test]
+fn v5_mqtt_3_3_2_11_server_aliases_are_capped_by_the_server() {
+    let (b, t0) = broker_with(Config {
+        max_topic_alias: 1,
+        ..Config::default()
+    });
+    let mut c = connect_packet("aliased", true);
+    c.properties.topic_alias_maximum = Some(100);
+    let aliased = connect_at(&b, &c, t0);
+    subscribe(&b, &aliased, "t/#", options(QoS::AtMostOnce), t0);
+    let publisher = connect_at(&b, &connect_packet("pub", true), t0);
+    for t in ["t/a", "t/b", "t/c"] {
+        send(&b, &publisher, publish(t, b"m", QoS::AtMostOnce, 1), t0).unwrap();
+    }
+    let aliases: Vec<Option<u16>> = deliveries(&aliased)
+        .into_iter()
+        .map(|(_, _, p)| p.topic_alias.map(NonZeroU16::get))
+        .collect();
+    assert_eq!(aliases, [Some(1), Some(1), Some(1)]);
+}

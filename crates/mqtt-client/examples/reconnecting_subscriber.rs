@@ -51,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
                 Some(Event::Message(m)) => {
                     println!("{} {}", m.topic(), String::from_utf8_lossy(m.payload()));
                 }
-                Some(Event::Connected { session_present }) => {
+                Some(Event::Connected { session_present, .. }) => {
                     println!("connected (session present: {session_present})");
                 }
                 Some(Event::Disconnected { reason }) => println!("disconnected: {reason}"),

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mqtt_codec::{
-    Publish, PublishProperties, QoS, QosPid, ReasonCode, SubscribeProperties, Subscription,
-    SubscriptionOptions, TopicFilter, TopicName, UnsubscribeProperties,
+    ConnAckProperties, Disconnect, Publish, PublishProperties, QoS, QosPid, ReasonCode,
+    SubscribeProperties, Subscription, SubscriptionOptions, TopicFilter, TopicName,
+    UnsubscribeProperties,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -302,8 +303,21 @@ impl Client {
     /// [`Error::Unflushed`] with the number of requests abandoned when the flush timeout
     /// passed first; [`Error::Closed`] if the client was already closed.
     pub async fn disconnect(&self) -> Result<(), Error> {
+        self.disconnect_with(Disconnect::new(ReasonCode::NORMAL_DISCONNECTION))
+            .await
+    }
+
+    /// (5.0) As [`Client::disconnect`], with this DISCONNECT: reason 0x04 ("disconnect with
+    /// will message") asks the server to publish the will all the same; a Session Expiry
+    /// Interval property changes how long the server keeps the session (not from 0 to more).
+    /// Before 5.0 the reason and properties are not sent.
+    ///
+    /// # Errors
+    /// As [`Client::disconnect`].
+    pub async fn disconnect_with(&self, packet: Disconnect) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
-        self.command(Command::Disconnect { reply: tx }).await?;
+        self.command(Command::Disconnect { reply: tx, packet })
+            .await?;
         match rx.await {
             Ok(0) => Ok(()),
             Ok(abandoned) => Err(Error::Unflushed(abandoned)),
@@ -475,6 +489,10 @@ pub enum Event {
     Connected {
         /// Whether the server still had the session (subscriptions and messages in flight).
         session_present: bool,
+        /// (5.0) The CONNACK properties: the server's limits (Receive Maximum, Maximum QoS,
+        /// Maximum Packet Size, Topic Alias Maximum, ...), an Assigned Client Identifier,
+        /// Server Keep Alive, Response Information. Empty for 3.x.
+        properties: Box<ConnAckProperties>,
     },
     /// A message arrived.
     Message(Message),

@@ -52,7 +52,11 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<Vec<ReasonCode>, Error>>,
     },
     /// Answered with the number of requests abandoned unfinished.
-    Disconnect { reply: oneshot::Sender<usize> },
+    Disconnect {
+        reply: oneshot::Sender<usize>,
+        /// (5.0) The DISCONNECT to send: its reason and properties.
+        packet: Disconnect,
+    },
 }
 
 /// The session machine's token: how to answer the request when it completes.
@@ -82,6 +86,7 @@ struct Link {
     buf: BytesMut,
     decoder: Decoder,
     session_present: bool,
+    properties: mqtt_codec::ConnAckProperties,
 }
 
 /// What woke the driver up.
@@ -122,6 +127,8 @@ struct Driver {
     first: Option<oneshot::Sender<Result<(), ConnectionError>>>,
     /// A graceful disconnect under way: who to tell, and when to stop waiting for acks.
     disconnect: Option<(Vec<oneshot::Sender<usize>>, Instant)>,
+    /// The DISCONNECT the client asked to end with.
+    farewell: Disconnect,
     rng: u64,
 }
 
@@ -146,6 +153,11 @@ pub(crate) fn spawn(
         keep_alive,
         ClientLimits {
             max_inflight: options.max_inflight,
+            topic_alias_maximum: if options.protocol.is_v5() {
+                options.properties.topic_alias_maximum.unwrap_or(0)
+            } else {
+                0
+            },
             ..ClientLimits::default()
         },
     );
@@ -161,6 +173,7 @@ pub(crate) fn spawn(
         shared,
         first,
         disconnect: None,
+        farewell: Disconnect::new(ReasonCode::NORMAL_DISCONNECTION),
         rng,
     };
     let handle = tokio::runtime::Handle::try_current().map_err(|_| Error::InvalidOption {
@@ -210,6 +223,7 @@ impl Driver {
                     self.shared.connected.store(true, Ordering::Relaxed);
                     self.emit(Event::Connected {
                         session_present: link.session_present,
+                        properties: Box::new(link.properties.clone()),
                     });
                     let end = self.serve(link).await;
                     self.shared.connected.store(false, Ordering::Relaxed);
@@ -304,7 +318,7 @@ impl Driver {
                 Command::Publish { reply, .. } => Token::Publish(reply).fail(closed),
                 Command::Subscribe { reply, .. } => Token::Subscribe(reply).fail(closed),
                 Command::Unsubscribe { reply, .. } => Token::Unsubscribe(reply).fail(closed),
-                Command::Disconnect { reply } => {
+                Command::Disconnect { reply, .. } => {
                     replies.push(reply);
                     continue;
                 }
@@ -415,6 +429,7 @@ impl Driver {
             buf,
             decoder,
             session_present: connack.session_present,
+            properties: connack.properties,
         })
     }
 
@@ -442,7 +457,24 @@ impl Driver {
             let mut w = Will::new(topic, will.payload.clone());
             w.qos = will.qos;
             w.retain = will.retain;
+            if o.protocol.is_v5() {
+                w.properties = will.properties.clone();
+            }
             connect.will = Some(w);
+        }
+        if o.protocol.is_v5() {
+            let mut p = o.properties.clone();
+            // A persistent session lasts until the client ends it, as in 3.1.1, unless the
+            // application chose an interval.
+            if !o.clean_session && p.session_expiry_interval.is_none() {
+                p.session_expiry_interval = Some(u32::MAX);
+            }
+            if p.maximum_packet_size.is_none()
+                && o.max_packet_size < mqtt_codec::PROTOCOL_MAX_PACKET_SIZE
+            {
+                p.maximum_packet_size = std::num::NonZeroU32::new(o.max_packet_size);
+            }
+            connect.properties = p;
         }
         Ok(connect)
     }
@@ -515,12 +547,13 @@ impl Driver {
             } => self
                 .session
                 .unsubscribe(filters, properties, Token::Unsubscribe(reply)),
-            Command::Disconnect { reply } => match &mut self.disconnect {
+            Command::Disconnect { reply, packet } => match &mut self.disconnect {
                 // A second disconnect waits for the first.
                 Some((replies, _)) => replies.push(reply),
                 None => {
                     let deadline = Instant::now() + self.options.flush_timeout;
                     self.disconnect = Some((vec![reply], deadline));
+                    self.farewell = packet;
                 }
             },
         }
@@ -583,6 +616,7 @@ impl Driver {
             mut buf,
             mut decoder,
             session_present,
+            ..
         } = link;
         let (mut reader, mut writer) = tokio::io::split(stream);
         self.session
@@ -688,7 +722,7 @@ impl Driver {
     /// Writes what is left of `out` (a packet may be half written) and DISCONNECT, within a
     /// bound, and ends the connection.
     async fn goodbye<W: AsyncWrite + Unpin>(&mut self, mut writer: W, mut out: BytesMut) -> End {
-        let disconnect = Packet::from(Disconnect::new(ReasonCode::NORMAL_DISCONNECTION));
+        let disconnect = Packet::from(self.farewell.clone());
         if disconnect
             .encode(
                 self.session.version(),

@@ -29,8 +29,16 @@
 //!   are sent again (with DUP, in order, when the server kept the session; as new messages
 //!   when it did not, after the subscriptions are made again), so nothing acknowledged to the
 //!   caller is lost and no QoS 2 message is delivered twice.
-//! - MQTT 3.1, 3.1.1 and the core of 5.0 (the server's Receive Maximum, Maximum Packet Size
-//!   and Server Keep Alive are obeyed); TLS through rustls ([`TlsOptions`]).
+//! - MQTT 5.0 by default, 3.1 and 3.1.1 on request ([`ConnectOptions::protocol`]). The 5.0
+//!   properties are typed, never raw bytes: CONNECT ([`ConnectOptions::session_expiry_interval`],
+//!   [`ConnectOptions::receive_maximum`], [`ConnectOptions::topic_alias_maximum`], user
+//!   properties, will properties), CONNACK ([`Event::Connected`]), PUBLISH
+//!   ([`OutgoingMessage::properties`], [`Message::properties`]: response topic, correlation
+//!   data, user properties, message expiry, subscription identifiers), SUBSCRIBE
+//!   ([`Client::subscribe_with`]: no local, retain as published, retain handling, subscription
+//!   identifier), DISCONNECT ([`Client::disconnect_with`]). The server's Receive Maximum,
+//!   Maximum Packet Size and Server Keep Alive are obeyed and its topic aliases resolved. TLS
+//!   through rustls ([`TlsOptions`]).
 //!
 //! The protocol bookkeeping is the sans-IO [`mqtt_session::client::ClientSession`]; this crate
 //! is the I/O around it: sockets, TLS, timers and channels.
@@ -47,8 +55,10 @@ pub use options::{Backoff, ConnectOptions, DEFAULT_PORT, DEFAULT_TLS_PORT, LastW
 pub use tls::{TlsError, TlsOptions};
 
 pub use mqtt_codec::{
-    ProtocolVersion, PublishProperties, QoS, ReasonCode, SubscribeProperties, Subscription,
-    SubscriptionOptions, TopicFilter, TopicName,
+    ConnAckProperties, ConnectProperties, Disconnect, DisconnectProperties, PayloadFormat,
+    ProtocolVersion, PublishProperties, QoS, ReasonCode, RetainHandling, SubscribeProperties,
+    Subscription, SubscriptionId, SubscriptionOptions, TopicFilter, TopicName, UserProperty,
+    WillProperties,
 };
 
 // The handle is meant to be cloned into tasks and threads: keep it so, at compile time.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mqtt_codec::{ProtocolVersion, QoS};
+use mqtt_codec::{ConnectProperties, MqttString, ProtocolVersion, QoS, WillProperties};
 
 use crate::Error;
 use crate::tls::TlsOptions;
@@ -47,6 +47,7 @@ pub struct ConnectOptions {
     pub(crate) event_capacity: usize,
     pub(crate) max_inflight: u16,
     pub(crate) max_packet_size: u32,
+    pub(crate) properties: ConnectProperties,
 }
 
 /// The will: published by the server when the connection ends without DISCONNECT.
@@ -60,6 +61,9 @@ pub struct LastWill {
     pub qos: QoS,
     /// Whether it is retained.
     pub retain: bool,
+    /// (5.0) Its properties: will delay, message expiry, content type, response topic,
+    /// correlation data, user properties.
+    pub properties: WillProperties,
 }
 
 /// Automatic reconnect: the delay before attempt `n` (from 1) is drawn at random between half
@@ -128,7 +132,7 @@ impl fmt::Debug for ConnectOptions {
 impl ConnectOptions {
     /// Plain TCP to `host:port` with the defaults: an empty client id (the server assigns one;
     /// required non-empty for 3.1 and persistent sessions, so one is generated there), clean
-    /// session, keep alive 60 s, MQTT 3.1.1, reconnect with the default [`Backoff`], connect
+    /// session, keep alive 60 s, MQTT 5.0, reconnect with the default [`Backoff`], connect
     /// timeout 30 s, request timeout 60 s, flush timeout 10 s, 1,000 queued requests, 1,000
     /// undelivered events, 100 messages in flight, packets up to 256 MiB.
     pub fn new(host: impl Into<String>, port: u16) -> Self {
@@ -142,7 +146,7 @@ impl ConnectOptions {
             username: None,
             password: None,
             will: None,
-            protocol: ProtocolVersion::V3_1_1,
+            protocol: ProtocolVersion::V5,
             reconnect: Some(Backoff::default()),
             connect_timeout: Duration::from_secs(30),
             request_timeout: Some(Duration::from_secs(60)),
@@ -151,6 +155,7 @@ impl ConnectOptions {
             event_capacity: 1000,
             max_inflight: 100,
             max_packet_size: mqtt_codec::PROTOCOL_MAX_PACKET_SIZE,
+            properties: ConnectProperties::default(),
         }
     }
 
@@ -301,11 +306,88 @@ impl ConnectOptions {
             payload: payload.into(),
             qos,
             retain,
+            properties: WillProperties::default(),
         });
         self
     }
 
-    /// The protocol version: 3.1, 3.1.1 (the default) or 5.0.
+    /// (5.0) The will's properties (set the will first); for example its Will Delay Interval,
+    /// after which the server publishes it if the client has not come back.
+    pub fn will_properties(mut self, properties: WillProperties) -> Self {
+        if let Some(will) = &mut self.will {
+            will.properties = properties;
+        }
+        self
+    }
+
+    /// (5.0) Every CONNECT property at once. The typed setters below change one each;
+    /// [`ConnectOptions::max_packet_size`] sets Maximum Packet Size.
+    pub fn connect_properties(mut self, properties: ConnectProperties) -> Self {
+        self.properties = properties;
+        self
+    }
+
+    /// (5.0) The CONNECT properties as they are set.
+    pub fn properties(&self) -> &ConnectProperties {
+        &self.properties
+    }
+
+    /// (5.0) How long the server keeps the session after the connection closes, in seconds
+    /// (`u32::MAX`: for ever). Without it, a persistent session (`clean_session(false)`) is
+    /// kept for ever, as in 3.1.1, and a clean one ends with the connection.
+    pub fn session_expiry_interval(mut self, secs: u32) -> Self {
+        self.properties.session_expiry_interval = Some(secs);
+        self
+    }
+
+    /// (5.0) How many QoS 1 and 2 messages the server may have unacknowledged towards this
+    /// client (its Receive Maximum; 0 leaves it unset, meaning 65,535).
+    pub fn receive_maximum(mut self, max: u16) -> Self {
+        self.properties.receive_maximum = std::num::NonZeroU16::new(max);
+        self
+    }
+
+    /// (5.0) The highest Topic Alias the server may use on messages to this client; the client
+    /// resolves them, so [`Message::topic`](crate::Message::topic) is always the topic name.
+    pub fn topic_alias_maximum(mut self, max: u16) -> Self {
+        self.properties.topic_alias_maximum = (max > 0).then_some(max);
+        self
+    }
+
+    /// (5.0) Asks the server for Response Information in CONNACK (a topic prefix for
+    /// responses), read from [`Event::Connected`](crate::Event::Connected).
+    pub fn request_response_information(mut self, request: bool) -> Self {
+        self.properties.request_response_information = Some(request);
+        self
+    }
+
+    /// (5.0) Whether the server may send reason strings and user properties on failures
+    /// (default: yes).
+    pub fn request_problem_information(mut self, request: bool) -> Self {
+        self.properties.request_problem_information = Some(request);
+        self
+    }
+
+    /// (5.0) Adds a user property to CONNECT (names may repeat; the order is kept).
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] when the name or value is not a valid MQTT string.
+    pub fn user_property(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, Error> {
+        let bad = |e: mqtt_codec::TopicError| Error::InvalidOption {
+            option: "user_property",
+            reason: e.to_string(),
+        };
+        let name = MqttString::try_from(name.into()).map_err(bad)?;
+        let value = MqttString::try_from(value.into()).map_err(bad)?;
+        self.properties.user_properties.push((name, value));
+        Ok(self)
+    }
+
+    /// The protocol version: 3.1, 3.1.1 or 5.0 (the default).
     pub fn protocol(mut self, version: ProtocolVersion) -> Self {
         self.protocol = version;
         self

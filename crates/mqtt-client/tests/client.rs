@@ -509,7 +509,8 @@ async fn survives_a_broker_crash_and_resubscribes() {
             matches!(
                 e,
                 Event::Connected {
-                    session_present: false
+                    session_present: false,
+                    ..
                 }
             )
         })
@@ -528,7 +529,8 @@ async fn survives_a_broker_crash_and_resubscribes() {
             matches!(
                 e,
                 Event::Connected {
-                    session_present: false
+                    session_present: false,
+                    ..
                 }
             )
         })

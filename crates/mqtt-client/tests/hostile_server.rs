@@ -41,8 +41,10 @@ async fn handshake(stream: &mut TcpStream, answer: &[u8]) {
     stream.write_all(answer).await.unwrap();
 }
 
+/// The scripted server speaks MQTT 3.1.1.
 fn options(port: u16) -> ConnectOptions {
     ConnectOptions::new("127.0.0.1", port)
+        .protocol(mqtt_client::ProtocolVersion::V3_1_1)
         .connect_timeout(Duration::from_secs(2))
         .reconnect(None)
 }

@@ -29,6 +29,9 @@ pub struct ClientLimits {
     pub max_incoming_qos2: usize,
     /// Filters per SUBSCRIBE when the machine re-subscribes after a session was lost.
     pub resubscribe_batch: usize,
+    /// (5.0) The highest Topic Alias the server may use (the client's Topic Alias Maximum);
+    /// the machine resolves them, so events always carry the topic name.
+    pub topic_alias_maximum: u16,
 }
 
 impl Default for ClientLimits {
@@ -37,6 +40,7 @@ impl Default for ClientLimits {
             max_inflight: 100,
             max_incoming_qos2: usize::from(u16::MAX),
             resubscribe_batch: 100,
+            topic_alias_maximum: 0,
         }
     }
 }
@@ -175,6 +179,8 @@ pub struct ClientSession<T> {
     ping_due: Option<Instant>,
     /// When a PINGREQ in flight times out.
     pong_deadline: Option<Instant>,
+    /// (5.0) The server's topic aliases on this connection (index: alias - 1).
+    aliases: Vec<Option<mqtt_codec::TopicName>>,
 }
 
 impl<T> ClientSession<T> {
@@ -202,6 +208,7 @@ impl<T> ClientSession<T> {
             events: VecDeque::new(),
             ping_due: None,
             pong_deadline: None,
+            aliases: Vec::new(),
         }
     }
 
@@ -265,6 +272,8 @@ impl<T> ClientSession<T> {
     pub fn connected(&mut self, session_present: bool, now: Instant) {
         self.connected = true;
         self.transmit.clear();
+        // Topic aliases belong to one connection [MQTT-3.3.2-7].
+        self.aliases.clear();
         self.pong_deadline = None;
         self.ping_due = self.keep_alive.map(|k| now + k);
         if session_present {
@@ -600,7 +609,38 @@ impl<T> ClientSession<T> {
         Ok(())
     }
 
-    fn receive(&mut self, publish: Publish) -> Result<(), ClientClose> {
+    /// (5.0) Resolves a Topic Alias from the server: with a topic name it sets the alias, without
+    /// one it stands for the topic set before [MQTT-3.3.2-10]. The message is passed on with its
+    /// topic name.
+    fn resolve_alias(&mut self, publish: &mut Publish) -> Result<(), ClientClose> {
+        let Some(alias) = publish.properties().topic_alias else {
+            return Ok(());
+        };
+        if alias.get() > self.limits.topic_alias_maximum {
+            return Err(violation(
+                Some("MQTT-3.3.2-11"),
+                "topic alias above the client's Topic Alias Maximum",
+            ));
+        }
+        let i = usize::from(alias.get() - 1);
+        if publish.topic.is_empty() {
+            match self.aliases.get(i).and_then(Option::as_ref) {
+                Some(topic) => publish.topic = topic.clone(),
+                None => return Err(violation(None, "topic alias used before it was set")),
+            }
+        } else {
+            if self.aliases.len() <= i {
+                self.aliases.resize(i + 1, None);
+            }
+            if let Some(slot) = self.aliases.get_mut(i) {
+                *slot = Some(publish.topic.copied());
+            }
+        }
+        Ok(())
+    }
+
+    fn receive(&mut self, mut publish: Publish) -> Result<(), ClientClose> {
+        self.resolve_alias(&mut publish)?;
         match publish.qos {
             QosPid::AtMostOnce => self.events.push_back(ClientEvent::Message(publish)),
             QosPid::AtLeastOnce(id) => {
@@ -639,7 +679,17 @@ impl<T> ClientSession<T> {
             return;
         }
         if let Some((_, inflight)) = self.inflight.remove(index) {
-            let result = if code.is_error() { Err(code) } else { Ok(()) };
+            // A PUBCOMP "packet identifier not found" answers a PUBREL sent again after a
+            // reconnect for a message the server had already released: it was delivered, the
+            // first PUBCOMP was lost with the connection (section 4.3.3, reason 0x92 "not an
+            // error during recovery").
+            let recovered =
+                state == Await::Complete && code == ReasonCode::PacketIdentifierNotFound;
+            let result = if code.is_error() && !recovered {
+                Err(code)
+            } else {
+                Ok(())
+            };
             self.events.push_back(ClientEvent::Published {
                 token: inflight.token,
                 result,

@@ -33,6 +33,8 @@ pub struct Limits {
     /// (5.0) Whether a payload marked as UTF-8 (Payload Format Indicator 1) is checked, and
     /// refused with 0x99 when it is not.
     pub validate_utf8_payload: bool,
+    /// (5.0) The longest Session Expiry Interval a DISCONNECT may set, in seconds.
+    pub max_session_expiry: u32,
 }
 
 impl Default for Limits {
@@ -45,6 +47,7 @@ impl Default for Limits {
             max_incoming_qos2: 1000,
             max_topic_alias: 10,
             validate_utf8_payload: true,
+            max_session_expiry: u32::MAX,
         }
     }
 }
@@ -165,6 +168,9 @@ pub struct Attach {
     pub max_packet_size: u32,
     /// (5.0) The highest Topic Alias the server may use towards it (its Topic Alias Maximum).
     pub topic_alias_maximum: u16,
+    /// (5.0) The Session Expiry Interval its CONNECT asked for: if 0, a DISCONNECT may not
+    /// set another.
+    pub requested_session_expiry: u32,
 }
 
 impl Attach {
@@ -178,6 +184,7 @@ impl Attach {
             receive_maximum: u16::MAX,
             max_packet_size: PROTOCOL_MAX_PACKET_SIZE,
             topic_alias_maximum: 0,
+            requested_session_expiry: 0,
         }
     }
 }
@@ -211,6 +218,9 @@ struct Inflight {
     id: PacketId,
     delivery: Delivery,
     state: Await,
+    /// Whether it was sent on the current connection (after a reconnect, messages in flight
+    /// are sent again as the client's Receive Maximum allows).
+    sent: bool,
 }
 
 /// The connection a session is attached to.
@@ -226,7 +236,12 @@ struct Connection {
     /// Topic aliases the client set (index: alias - 1).
     aliases_in: Vec<Option<TopicName>>,
     aliases_out: AliasesOut,
+    /// Whether the CONNECT asked for no session expiry.
+    asked_no_expiry: bool,
 }
+
+/// Topics longer than this get no server topic alias: the table of aliases stays small.
+const MAX_ALIASED_TOPIC: usize = 256;
 
 /// (5.0) The topic aliases the server assigns on one connection: the first topics sent get
 /// the aliases; once all are taken, they are reassigned in turn.
@@ -243,7 +258,7 @@ struct AliasesOut {
 impl AliasesOut {
     /// The alias for `topic`, and whether the client already knows it.
     fn alias(&mut self, topic: &TopicName) -> Option<(NonZeroU16, bool)> {
-        if self.max == 0 || topic.is_empty() {
+        if self.max == 0 || topic.is_empty() || topic.len() > MAX_ALIASED_TOPIC {
             return None;
         }
         if let Some(&alias) = self.by_topic.get(topic) {
@@ -290,6 +305,8 @@ pub struct Session {
     connection: Option<Connection>,
     stats: SessionStats,
     expiry_interval: u32,
+    /// Messages in flight not yet sent on the current connection.
+    unsent: usize,
 }
 
 fn violation(statement: Option<&'static str>, detail: &'static str) -> Close {
@@ -316,6 +333,7 @@ impl Session {
             connection: None,
             stats: SessionStats::default(),
             expiry_interval: if persistent { u32::MAX } else { 0 },
+            unsent: 0,
         }
     }
 
@@ -402,6 +420,7 @@ impl Session {
     /// the subscriptions it had, for the broker to remove from its index.
     pub fn clear(&mut self) -> Vec<TopicFilter> {
         self.inflight.clear();
+        self.unsent = 0;
         self.queue.clear();
         self.queued_bytes = 0;
         self.incoming_qos2.clear();
@@ -414,40 +433,93 @@ impl Session {
     pub fn attach(&mut self, attach: Attach, now: Instant) {
         let keep_alive = (attach.keep_alive > 0)
             .then(|| Duration::from_millis(u64::from(attach.keep_alive) * 1500));
-        let mut connection = Connection {
+        let connection = Connection {
             version: attach.version,
             keep_alive,
             deadline: keep_alive.map(|k| now + k),
             will: attach.will,
-            outbox: Vec::with_capacity(self.inflight.len()),
+            outbox: Vec::new(),
             receive_maximum: attach.receive_maximum.max(1),
             max_packet_size: attach.max_packet_size,
             aliases_in: Vec::new(),
             aliases_out: AliasesOut {
+                // No more than we accept ourselves: the table costs memory per connection.
                 max: if attach.version.is_v5() {
-                    attach.topic_alias_maximum
+                    attach.topic_alias_maximum.min(self.limits.max_topic_alias)
                 } else {
                     0
                 },
                 ..AliasesOut::default()
             },
+            asked_no_expiry: attach.requested_session_expiry == 0,
         };
-        for f in &self.inflight {
+        self.connection = Some(connection);
+        // Everything in flight is sent again, in order, as the window allows [MQTT-4.4.0-1,
+        // MQTT-3.3.4-9].
+        for f in &mut self.inflight {
+            f.sent = false;
+        }
+        self.unsent = self.inflight.len();
+        self.pump(now);
+    }
+
+    /// The window of unacknowledged QoS 1 and 2 messages: ours, and the client's Receive
+    /// Maximum [MQTT-3.3.4-9].
+    fn window(&self) -> usize {
+        usize::from(
+            self.connection
+                .as_ref()
+                .map_or(self.limits.max_inflight, |c| {
+                    self.limits.max_inflight.min(c.receive_maximum)
+                }),
+        )
+    }
+
+    /// Sends again the messages in flight not yet sent on this connection, while the window
+    /// allows: with DUP and their packet identifiers, or PUBREL for those the client already
+    /// received. One now larger than the client's Maximum Packet Size is dropped as if
+    /// delivered [MQTT-3.1.2-25].
+    fn resend(&mut self, now: Instant) {
+        let window = self.window();
+        let mut sent = self.inflight.len().saturating_sub(self.unsent);
+        let mut i = 0;
+        while self.unsent > 0 && sent < window {
+            let Some(f) = self.inflight.get(i) else {
+                self.unsent = 0;
+                break;
+            };
+            if f.sent {
+                i += 1;
+                continue;
+            }
+            let Some(c) = self.connection.as_mut() else {
+                return;
+            };
+            self.unsent -= 1;
             let item = match f.state {
                 Await::Ack | Await::Received => {
+                    if c.max_packet_size < PROTOCOL_MAX_PACKET_SIZE && c.too_large(&f.delivery, now)
+                    {
+                        self.stats.dropped_too_large += 1;
+                        self.inflight.remove(i);
+                        continue;
+                    }
                     let envelope = Envelope {
                         qos: qos_pid(f.delivery.qos, f.id),
                         dup: true,
                         retain: f.delivery.retain,
                     };
-                    connection.publish(&f.delivery, envelope, now)
+                    c.publish(&f.delivery, envelope, now)
                 }
                 Await::Complete => Outgoing::Packet(Packet::PubRel(PubRel::new(f.id))),
             };
-            connection.outbox.push(item);
+            c.outbox.push(item);
+            if let Some(f) = self.inflight.get_mut(i) {
+                f.sent = true;
+            }
+            sent += 1;
+            i += 1;
         }
-        self.connection = Some(connection);
-        self.pump(now);
     }
 
     /// Detaches the connection. Returns its will unless the client said DISCONNECT
@@ -557,17 +629,21 @@ impl Session {
             Packet::Disconnect(disconnect) => {
                 if let Some(secs) = disconnect.properties.session_expiry_interval {
                     // A session that was to end with its connection cannot be made to outlive
-                    // it at the last moment: a Protocol Error (5.0 section 3.14.2.2.2).
-                    if self.expiry_interval == 0 && secs != 0 {
+                    // it at the last moment: a Protocol Error (5.0 section 3.14.2.2.2). The
+                    // server's maximum applies as it did at CONNECT.
+                    let asked_none = self.connection.as_ref().is_some_and(|c| c.asked_no_expiry);
+                    if asked_none && secs != 0 {
                         return Err(violation(
                             None,
                             "DISCONNECT sets a session expiry on a session that had none",
                         ));
                     }
-                    self.set_expiry_interval(secs);
+                    self.set_expiry_interval(secs.min(self.limits.max_session_expiry));
                 }
+                // Only a normal disconnection (0x00) discards the will [MQTT-3.1.2-10,
+                // MQTT-3.14.4-3]; 0x04 asks for it, and so does any error reason.
                 Ok(Some(Action::Disconnect {
-                    publish_will: disconnect.reason_code == ReasonCode::DisconnectWithWillMessage,
+                    publish_will: disconnect.reason_code != ReasonCode::NORMAL_DISCONNECTION,
                 }))
             }
             Packet::Connect(_) => Err(violation(
@@ -714,7 +790,7 @@ impl Session {
             if self.persistent
                 && (delivery.qos != QoS::AtMostOnce || self.limits.queue_qos0_offline)
             {
-                self.enqueue(delivery);
+                self.enqueue(delivery, now);
             } else {
                 self.stats.dropped_offline += 1;
             }
@@ -729,24 +805,29 @@ impl Session {
             }
             return self.send_delivery(delivery, now);
         }
-        self.enqueue(delivery);
+        self.enqueue(delivery, now);
         false
     }
 
     /// Whether a message of this QoS may go out now: QoS 1 and 2 only while fewer than the
     /// window (ours, and the client's Receive Maximum [MQTT-3.3.4-9]) are unacknowledged.
     fn can_send(&self, qos: QoS) -> bool {
-        let window = self
-            .connection
-            .as_ref()
-            .map_or(self.limits.max_inflight, |c| {
-                self.limits.max_inflight.min(c.receive_maximum)
-            });
-        qos == QoS::AtMostOnce || self.inflight.len() < usize::from(window)
+        qos == QoS::AtMostOnce || (self.unsent == 0 && self.inflight.len() < self.window())
     }
 
-    fn enqueue(&mut self, delivery: Delivery) {
+    fn enqueue(&mut self, delivery: Delivery, now: Instant) {
         let size = delivery.size();
+        let full = |s: &Self| {
+            s.queue.len() >= s.limits.max_queued_messages
+                || s.queued_bytes.saturating_add(size) > s.limits.max_queued_bytes
+        };
+        if full(self) && self.queue.iter().any(|d| d.expired(now)) {
+            // Expired messages make room before a live one is refused.
+            let before = self.queue.len();
+            self.queue.retain(|d| !d.expired(now));
+            self.stats.dropped_expired += (before - self.queue.len()) as u64;
+            self.queued_bytes = self.queue.iter().map(Delivery::size).sum();
+        }
         if self.queue.len() >= self.limits.max_queued_messages
             || self.queued_bytes.saturating_add(size) > self.limits.max_queued_bytes
         {
@@ -761,6 +842,9 @@ impl Session {
     fn pump(&mut self, now: Instant) {
         if self.connection.is_none() {
             return;
+        }
+        if self.unsent > 0 {
+            self.resend(now);
         }
         while let Some(front) = self.queue.front() {
             if !self.can_send(front.qos) {
@@ -794,6 +878,7 @@ impl Session {
             qos => {
                 let id = self.allocate_id();
                 self.inflight.push_back(Inflight {
+                    sent: true,
                     id,
                     delivery: delivery.clone(),
                     state: if qos == QoS::AtLeastOnce {
