@@ -685,3 +685,51 @@ proptest! {
         }
     }
 }
+
+/// MQTT-3.3.2-10 / MQTT-3.3.2-11 / MQTT-3.3.2-7: the client resolves the server's topic aliases
+/// up to its Topic Alias Maximum (events carry the topic name), refuses one above it or one
+/// used before it was set, and forgets them with the connection.
+#[test]
+fn v5_mqtt_3_3_2_10_server_topic_aliases_are_resolved() {
+    let now = Instant::now();
+    let mut c: ClientSession<u32> = ClientSession::new(
+        ProtocolVersion::V5,
+        None,
+        ClientLimits {
+            topic_alias_maximum: 2,
+            ..ClientLimits::default()
+        },
+    );
+    c.connected(false, now);
+    let aliased = |topic: &str, alias: u16| {
+        let mut p = Publish::new(
+            if topic.is_empty() {
+                TopicName::empty()
+            } else {
+                TopicName::try_from(topic).unwrap()
+            },
+            Bytes::from_static(b"m"),
+        );
+        p.properties_mut().topic_alias = std::num::NonZeroU16::new(alias);
+        Packet::Publish(p)
+    };
+    c.handle_packet(aliased("a/b", 2), now).unwrap();
+    c.handle_packet(aliased("", 2), now).unwrap();
+    let mut topics = Vec::new();
+    while let Some(e) = c.poll_event() {
+        if let ClientEvent::Message(m) = e {
+            topics.push(m.topic.to_string());
+        }
+    }
+    assert_eq!(topics, ["a/b", "a/b"]);
+    assert!(
+        c.handle_packet(aliased("x", 3), now).is_err(),
+        "alias above the maximum"
+    );
+    c.disconnected();
+    c.connected(false, now);
+    assert!(
+        c.handle_packet(aliased("", 2), now).is_err(),
+        "an alias of the previous connection"
+    );
+}
