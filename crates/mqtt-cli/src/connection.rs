@@ -25,6 +25,8 @@ pub enum Layout {
     /// `Error: …` alone, and not at all with `--quiet`: the checks Mosquitto makes while
     /// setting up its client rather than while reading the options.
     Setup,
+    /// The message as it is (no `Error: `), a blank line, then the pointer to `--help`.
+    PlainPointer,
 }
 
 /// A mistake in the command line, reported as `mosquitto_pub`/`mosquitto_sub` do (exit
@@ -68,6 +70,7 @@ impl UsageError {
             Layout::BlankFirst => format!("\nError: {message}\n"),
             Layout::Setup if quiet => return None,
             Layout::Setup => format!("Error: {message}\n"),
+            Layout::PlainPointer => format!("{message}\n\n{pointer}\n"),
         })
     }
 }
@@ -170,7 +173,26 @@ pub struct ConnectionArgs {
     /// Disable clean session: the broker keeps the session (needs -i).
     #[arg(short = 'c', long = "disable-clean-session")]
     pub disable_clean_session: bool,
-    /// Protocol version: mqttv31, mqttv311 or mqttv5 (also 31, 311, 5) [default: mqttv311].
+    /// MQTT 5 session expiry interval in seconds (-1, 4294967295 or ∞: never) [default: -1
+    /// with -c, 0 without].
+    #[arg(
+        short = 'x',
+        long = "session-expiry-interval",
+        allow_hyphen_values = true
+    )]
+    pub session_expiry: Option<String>,
+    /// MQTT 5 property: `-D command identifier value` (`-D command user-property name
+    /// value`); commands connect, publish, subscribe, unsubscribe, disconnect, will. May be
+    /// repeated.
+    #[arg(
+        short = 'D',
+        long = "property",
+        num_args = 3..=4,
+        action = ArgAction::Append,
+        value_names = ["COMMAND", "IDENTIFIER", "VALUE"]
+    )]
+    pub property: Vec<String>,
+    /// Protocol version: mqttv31, mqttv311 or mqttv5 (also 31, 311, 5) [default: mqttv5].
     #[arg(
         short = 'V',
         long = "protocol-version",
@@ -336,6 +358,8 @@ pub struct Resolved {
     pub quiet: bool,
     /// `-d`.
     pub debug: bool,
+    /// The properties of `-D` (the CONNECT and will ones are already in `options`).
+    pub properties: crate::properties::CliProperties,
 }
 
 /// Parses `-q` the way Mosquitto's clients do (C's `atoi`, then 0 to 2).
@@ -434,9 +458,19 @@ impl ConnectionArgs {
             .or(file.protocol_version.as_deref())
         {
             Some(text) => parse_version(text)?,
-            None => ProtocolVersion::V3_1_1,
+            None => ProtocolVersion::V5,
         };
         options = options.protocol(version);
+        let mut properties = crate::properties::CliProperties::parse(&self.property)?;
+        let session_expiry = self
+            .session_expiry
+            .as_deref()
+            .map(crate::properties::parse_session_expiry)
+            .transpose()?;
+        // Before 5.0 the properties are not sent, as with Mosquitto's tools.
+        if let Some(secs) = session_expiry {
+            properties.connect.session_expiry_interval = Some(secs);
+        }
 
         let keepalive = match &self.keepalive {
             Some(text) => match u16::try_from(atoi(text)) {
@@ -531,6 +565,15 @@ impl ConnectionArgs {
         if tls_wanted || cert.is_some() {
             options = options.tls(self.tls(file));
         }
+        // The connect and will properties of `-D` (kept with what the options set, such as
+        // the session expiry of `-c`).
+        let mut connect = properties.connect.clone();
+        if connect.session_expiry_interval.is_none() && self.disable_clean_session {
+            connect.session_expiry_interval = Some(u32::MAX);
+        }
+        options = options
+            .connect_properties(connect)
+            .will_properties(properties.will.clone());
         Ok(Resolved {
             options,
             version,
@@ -538,6 +581,7 @@ impl ConnectionArgs {
             url_topic,
             quiet: self.quiet,
             debug: self.debug,
+            properties,
         })
     }
 

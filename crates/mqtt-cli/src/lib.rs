@@ -4,7 +4,9 @@
 //!
 //! - [`connection`]: the options `pub` and `sub` share, checked with Mosquitto's messages, and
 //!   the defaults under them (`~/.config/mqtt/config.toml`, `MQTT_*` variables).
-//! - [`publish`] and [`subscribe`]: the two commands, on [`mqtt_client`].
+//! - [`properties`]: `-D command identifier value`, MQTT 5 properties by Mosquitto's names, and
+//!   `-x`.
+//! - [`publish`], [`subscribe`] and [`request`]: the commands, on [`mqtt_client`].
 //! - [`format`](mod@format) renders received messages exactly as `mosquitto_sub` 2.0.11 prints them (plain,
 //!   `-v`, `-N`, `-F` format strings, `%j`/`%J` JSON and `--pretty`). It does no I/O: it
 //!   writes into a caller's buffer.
@@ -13,5 +15,7 @@
 pub mod bench;
 pub mod connection;
 pub mod format;
+pub mod properties;
 pub mod publish;
+pub mod request;
 pub mod subscribe;

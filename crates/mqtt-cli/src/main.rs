@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use mqtt_cli::connection::FileDefaults;
 use mqtt_cli::publish::{self, PubArgs};
+use mqtt_cli::request::{self, RrArgs};
 use mqtt_cli::subscribe::{self, SubArgs};
 
 /// MQTT from the command line.
@@ -22,6 +23,8 @@ enum Command {
     Pub(PubArgs),
     /// Subscribe and print messages (mosquitto_sub's options).
     Sub(SubArgs),
+    /// Publish a request and print the response (mosquitto_rr's options).
+    Rr(RrArgs),
     /// Load generator: connections, publishers and subscribers, with latency percentiles and
     /// a check that no QoS 1/2 message is lost or doubled.
     Bench(mqtt_cli::bench::BenchArgs),
@@ -131,6 +134,10 @@ fn main() -> ExitCode {
         Command::Sub(args) => {
             init_tracing(args.connection.debug);
             runtime.block_on(subscribe::run(args, &defaults))
+        }
+        Command::Rr(args) => {
+            init_tracing(args.connection.debug);
+            runtime.block_on(request::run(args, &defaults))
         }
         Command::Bench(args) => {
             init_tracing(false);

@@ -239,6 +239,7 @@ pub async fn run(args: PubArgs, file: &FileDefaults) -> ExitCode {
         OutgoingMessage::with_topic(plan.topic.clone(), payload)
             .qos(qos)
             .retain(args.retain)
+            .properties(resolved.properties.publish.clone())
     };
     let result = match plan.source {
         Source::Lines => publish_lines(&client, &message).await,
@@ -263,7 +264,7 @@ pub async fn run(args: PubArgs, file: &FileDefaults) -> ExitCode {
             publish_repeated(&client, message(payload), plan.repeat, plan.repeat_delay).await
         }
     };
-    let disconnected = client.disconnect().await;
+    let disconnected = client.disconnect_with(resolved.properties.farewell()).await;
     match (result, disconnected) {
         (Ok(()), Ok(())) => ExitCode::SUCCESS,
         (Err(e), _) | (Ok(()), Err(e)) => {

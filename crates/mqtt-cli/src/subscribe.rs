@@ -5,7 +5,12 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::Args;
-use mqtt_client::{Client, Event, OutgoingMessage, ProtocolVersion, PublishProperties, QoS};
+use mqtt_client::{
+    Client, Event, OutgoingMessage, ProtocolVersion, PublishProperties, QoS, Subscription,
+    SubscriptionOptions,
+};
+
+use crate::properties::CliProperties;
 use mqtt_client::{TopicFilter, TopicName};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -84,10 +89,6 @@ enum End {
     Stopped,
     /// The connection is gone.
     Lost(String),
-}
-
-fn usage_failure(error: &UsageError, quiet: bool) -> ExitCode {
-    usage_failure_for("sub", error, quiet)
 }
 
 /// A count or timeout as `mosquitto_sub` reads it (C's `atoi`, at least 1).
@@ -178,21 +179,37 @@ impl SubArgs {
 
 /// Runs `mqtt sub`.
 pub async fn run(args: SubArgs, file: &FileDefaults) -> ExitCode {
+    run_as("sub", args, file, None).await
+}
+
+/// A message `mqtt rr` publishes once its subscription to the response topic is made.
+pub(crate) type Request =
+    Box<dyn Fn(&crate::connection::Resolved) -> OutgoingMessage + Send + Sync>;
+
+/// Runs a subscriber for `tool` (usage errors name it); with a `request`, the message is
+/// published once the subscriptions are acknowledged (`mqtt rr`).
+pub(crate) async fn run_as(
+    tool: &str,
+    args: SubArgs,
+    file: &FileDefaults,
+    request: Option<Request>,
+) -> ExitCode {
     let started = Instant::now();
     // From now on SIGINT and SIGTERM end the subscriber cleanly instead of killing it.
     let mut stop = Stop::new();
     let quiet = args.connection.quiet;
     let resolved = match args.connection.resolve(file) {
         Ok(r) => r,
-        Err(e) => return usage_failure(&e, quiet),
+        Err(e) => return usage_failure_for(tool, &e, quiet),
     };
     let plan = match args.plan(resolved.url_topic.clone(), resolved.qos) {
         Ok(p) => p,
-        Err(e) => return usage_failure(&e, quiet),
+        Err(e) => return usage_failure_for(tool, &e, quiet),
     };
     if let Err(e) = args.connection.check_tls_files(file) {
-        return usage_failure(&e, quiet);
+        return usage_failure_for(tool, &e, quiet);
     }
+    let request = request.map(|make| make(&resolved));
     // A deadline past what the clock can hold is no deadline.
     let deadline = plan.timeout.and_then(|limit| started.checked_add(limit));
 
@@ -218,7 +235,10 @@ pub async fn run(args: SubArgs, file: &FileDefaults) -> ExitCode {
         args: &args,
         plan: &plan,
         v5: resolved.version == ProtocolVersion::V5,
+        properties: &resolved.properties,
+        request,
     };
+    let farewell = resolved.properties.farewell();
     let mut clears = JoinSet::new();
     let end = tokio::select! {
         end = receiver.run(&client, &mut events, &mut clears) => end,
@@ -227,16 +247,16 @@ pub async fn run(args: SubArgs, file: &FileDefaults) -> ExitCode {
     };
     match end {
         End::Done => {
-            close(&client, &mut clears, FLUSH_WAIT).await;
+            close(&client, &mut clears, FLUSH_WAIT, &farewell).await;
             ExitCode::SUCCESS
         }
         End::TimedOut => {
             eprint_unless(quiet, "Timed out");
-            close(&client, &mut clears, CLOSE_WAIT).await;
+            close(&client, &mut clears, CLOSE_WAIT, &farewell).await;
             ExitCode::from(TIMEOUT_EXIT)
         }
         End::Stopped => {
-            close(&client, &mut clears, CLOSE_WAIT).await;
+            close(&client, &mut clears, CLOSE_WAIT, &farewell).await;
             ExitCode::SUCCESS
         }
         End::Lost(why) => {
@@ -248,10 +268,15 @@ pub async fn run(args: SubArgs, file: &FileDefaults) -> ExitCode {
 
 /// Waits (at most `limit`) for the retained messages being cleared, then disconnects, which
 /// also waits for what is still in flight and sends DISCONNECT.
-async fn close(client: &Client, clears: &mut JoinSet<()>, limit: Duration) {
+async fn close(
+    client: &Client,
+    clears: &mut JoinSet<()>,
+    limit: Duration,
+    farewell: &mqtt_client::Disconnect,
+) {
     let closing = async {
         while clears.join_next().await.is_some() {}
-        let _ = client.disconnect().await;
+        let _ = client.disconnect_with(farewell.clone()).await;
     };
     let _ = tokio::time::timeout(limit, closing).await;
 }
@@ -364,18 +389,29 @@ async fn subscribe(
     client: &Client,
     filters: &[(String, QoS)],
     unsubscribe: &[String],
+    properties: &CliProperties,
 ) -> Result<bool, String> {
-    let granted = client
-        .subscribe(filters.iter().map(|(f, q)| (f.as_str(), *q)))
+    let subscriptions = filters
+        .iter()
+        .map(|(f, q)| {
+            Ok(Subscription {
+                filter: TopicFilter::try_from(f.as_str())?.copied(),
+                options: SubscriptionOptions::new(*q),
+            })
+        })
+        .collect::<Result<Vec<_>, mqtt_codec::TopicError>>()
+        .map_err(|e| e.to_string())?;
+    let codes = client
+        .subscribe_with(subscriptions, properties.subscribe.clone())
         .await
         .map_err(|e| e.to_string())?;
     if !unsubscribe.is_empty() {
         client
-            .unsubscribe(unsubscribe.iter())
+            .unsubscribe_with(unsubscribe.iter(), properties.unsubscribe.clone())
             .await
             .map_err(|e| e.to_string())?;
     }
-    Ok(!granted.is_empty() && granted.iter().all(Result::is_err))
+    Ok(!codes.is_empty() && codes.iter().all(|c| c.is_error()))
 }
 
 /// What the message loop needs.
@@ -384,6 +420,10 @@ struct Receiver<'a> {
     plan: &'a Plan,
     /// Whether the connection is MQTT 5.0 (then messages carry properties).
     v5: bool,
+    /// The `-D` properties.
+    properties: &'a CliProperties,
+    /// (`mqtt rr`) The request to publish once subscribed.
+    request: Option<OutgoingMessage>,
 }
 
 impl Receiver<'_> {
@@ -399,7 +439,12 @@ impl Receiver<'_> {
     ) -> End {
         let args = self.args;
         let quiet = args.connection.quiet;
-        let subscribed = subscribe(client, &self.plan.filters, &args.unsubscribe);
+        let subscribed = subscribe(
+            client,
+            &self.plan.filters,
+            &args.unsubscribe,
+            self.properties,
+        );
         tokio::pin!(subscribed);
         let mut subscribing = true;
         let mut printed: u64 = 0;
@@ -416,7 +461,14 @@ impl Receiver<'_> {
                             return End::Done;
                         }
                         Ok(false) if args.exit_after_subscribe => return End::Done,
-                        Ok(false) => {}
+                        Ok(false) => {
+                            if let Some(request) = self.request.clone() {
+                                // Subscribed to the response topic: now ask.
+                                if let Err(e) = client.send(request).await {
+                                    return End::Lost(e.to_string());
+                                }
+                            }
+                        }
                     }
                 }
                 event = events.recv() => match event {

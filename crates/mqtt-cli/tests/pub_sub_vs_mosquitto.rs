@@ -18,8 +18,17 @@ use support::{CHILD_TIMEOUT, Mosquitto, Peer, Spawned, TempDir, describe, peers,
 
 const MQTT: &str = env!("CARGO_BIN_EXE_mqtt");
 
-/// Our tool with a clean environment: no `MQTT_*` variables and no configuration file.
+/// Our tool with a clean environment: no `MQTT_*` variables and no configuration file, but
+/// told to speak MQTT 3.1.1 by default as Mosquitto's tools do (ours default to 5.0; `-V` on
+/// a command line still wins).
 fn ours(tool: &str, home: &TempDir) -> Command {
+    let mut c = ours_as_shipped(tool, home);
+    c.env("MQTT_PROTOCOL_VERSION", "mqttv311");
+    c
+}
+
+/// Our tool with a clean environment and its own defaults.
+fn ours_as_shipped(tool: &str, home: &TempDir) -> Command {
     let mut c = Command::new(MQTT);
     c.arg(tool);
     isolate(&mut c, home);
@@ -310,6 +319,7 @@ fn compare_failure<S: AsRef<std::ffi::OsStr>>(
     let home = TempDir::new("cli-home");
     let program = match tool {
         "pub" => "mosquitto_pub",
+        "rr" => "mosquitto_rr",
         _ => "mosquitto_sub",
     };
     let theirs = run_bounded(
@@ -496,6 +506,35 @@ fn option_errors_match_mosquitto_byte_for_byte() {
         ("pub", with(&["--zz=1"])),
         ("pub", with(&["z"])),
         ("pub", with(&["-q", "3", "--quiet"])),
+        ("pub", with(&["-D", "foo", "bar", "baz"])),
+        ("pub", with(&["-D", "connect", "bar", "baz"])),
+        ("pub", with(&["-D", "publish", "user-property", "a"])),
+        (
+            "pub",
+            with(&["-D", "publish", "subscription-identifier", "3"]),
+        ),
+        (
+            "pub",
+            with(&["-V", "5", "-D", "connect", "receive-maximum", "0"]),
+        ),
+        (
+            "pub",
+            with(&["-V", "311", "-D", "connect", "session-expiry-interval", "9"]),
+        ),
+        ("pub", with(&["-V", "311", "-x", "9"])),
+        ("pub", with(&["-x", "abc"])),
+        ("pub", with(&["-x", "-2"])),
+        ("pub", with(&["-x", "4294967296"])),
+        (
+            "sub",
+            owned(&["-t", "t", "-D", "subscribe", "content-type", "x"]),
+        ),
+        ("pub", with(&["-D", "auth", "user-property", "a", "b"])),
+        ("pub", with(&["-D", "will", "topic-alias", "1"])),
+        (
+            "pub",
+            with(&["-V", "5", "-D", "publish", "topic-alias", "0"]),
+        ),
         ("sub", owned(&[])),
         ("sub", owned(&["-t", "a/#/b"])),
         ("sub", owned(&["-t", "t", "-T", "a/#/b"])),
@@ -516,6 +555,9 @@ fn option_errors_match_mosquitto_byte_for_byte() {
             owned(&["-t", "t", "--cafile", "/nonexistent/ca.pem"]),
         ),
         ("sub", owned(&["-t", "t", "-L", "mqtt://127.0.0.1"])),
+        ("rr", owned(&["-t", "t", "-m", "x"])),
+        ("rr", owned(&["-t", "t", "-e", "r"])),
+        ("rr", owned(&["-e", "r", "-m", "x"])),
     ];
     for (tool, args) in &cases {
         let (theirs, ours) = compare_failure(tool, p, args);
@@ -1032,5 +1074,231 @@ fn sub_without_retained_matches_mosquitto_sub() {
         assert_eq!(ours, theirs, "{}", peer.name());
         mosquitto_pub(port, &home, &["-t", "cmp/0", "-n", "-r", "-q", "1"]);
         mosquitto_pub(port, &home, &["-t", "cmp/kept", "-n", "-r", "-q", "1"]);
+    }
+}
+
+/// `-D publish ...` sends the same properties as `mosquitto_pub -D`: a `mosquitto_sub -V 5`
+/// prints the same line for the message of each, on both brokers. Ours speaks MQTT 5.0
+/// without `-V`; Mosquitto's needs `-V 5`.
+#[test]
+fn pub_property_option_sends_what_mosquitto_pub_sends() {
+    for peer in peers() {
+        let port = peer.port();
+        let home = TempDir::new("cli-home");
+        let sub_args: Vec<String> = port_args(port)
+            .into_iter()
+            .chain(
+                [
+                    "-V",
+                    "5",
+                    "-t",
+                    "d/#",
+                    "-q",
+                    "1",
+                    "-C",
+                    "3",
+                    "-W",
+                    "10",
+                    "-F",
+                    "%t|%C|%R|%D|%F|%P|%p",
+                ]
+                .map(String::from),
+            )
+            .collect();
+        mosquitto_pub(port, &home, &["-t", "d/0", "-m", "ready", "-r", "-q", "1"]);
+        let sub = Spawned::new(theirs("mosquitto_sub", &home).args(&sub_args));
+        sub.wait_for_stdout(Duration::from_secs(10), |out| !out.is_empty());
+        let props = [
+            "-q",
+            "1",
+            "-m",
+            "body",
+            "-D",
+            "publish",
+            "content-type",
+            "text/plain",
+            "-D",
+            "publish",
+            "response-topic",
+            "d/reply",
+            "-D",
+            "publish",
+            "correlation-data",
+            "c1",
+            "-D",
+            "publish",
+            "payload-format-indicator",
+            "1",
+            "-D",
+            "publish",
+            "user-property",
+            "k",
+            "v1",
+            "-D",
+            "publish",
+            "user-property",
+            "k",
+            "v2",
+        ];
+        let theirs_args: Vec<&str> = ["-V", "5", "-t", "d/theirs"]
+            .iter()
+            .chain(&props)
+            .copied()
+            .collect();
+        mosquitto_pub(port, &home, &theirs_args);
+        let out = run_bounded(
+            ours_as_shipped("pub", &home)
+                .args(port_args(port))
+                .args(["-t", "d/ours"])
+                .args(props),
+            CHILD_TIMEOUT,
+        );
+        assert!(out.status.success(), "{}", describe(&out));
+        let out = sub.wait(CHILD_TIMEOUT);
+        mosquitto_pub(port, &home, &["-t", "d/0", "-n", "-r", "-q", "1"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{}: {text}", peer.name());
+        let theirs_line = lines[1].strip_prefix("d/theirs").unwrap_or(lines[1]);
+        let ours_line = lines[2].strip_prefix("d/ours").unwrap_or(lines[2]);
+        assert_eq!(ours_line, theirs_line, "{}: {text}", peer.name());
+        assert!(
+            ours_line.contains("text/plain|d/reply|c1|1|k:v1 k:v2|body"),
+            "{text}"
+        );
+    }
+}
+
+/// A responder for `rr`: answers every request on `rr/req` on its Response Topic, with the
+/// same Correlation Data and the payload prefixed by `re: `. Runs until dropped.
+struct Responder {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Responder {
+    fn start(port: u16) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let options = mqtt_client::ConnectOptions::new("127.0.0.1", port);
+                let (client, mut events) = mqtt_client::Client::connect(options).await.unwrap();
+                client
+                    .subscribe([("rr/req", mqtt_client::QoS::AtLeastOnce)])
+                    .await
+                    .unwrap();
+                ready_tx.send(()).unwrap();
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => break,
+                        event = events.recv() => match event {
+                            Some(mqtt_client::Event::Message(m)) => {
+                                let Some(reply_to) = m.properties().response_topic.clone() else {
+                                    continue;
+                                };
+                                let mut payload = b"re: ".to_vec();
+                                payload.extend_from_slice(m.payload());
+                                let properties = mqtt_client::PublishProperties {
+                                    correlation_data: m.properties().correlation_data.clone(),
+                                    ..mqtt_client::PublishProperties::default()
+                                };
+                                let answer = mqtt_client::OutgoingMessage::with_topic(reply_to, payload)
+                                    .properties(properties);
+                                let _ = client.send(answer).await;
+                            }
+                            Some(_) => {}
+                            None => break,
+                        }
+                    }
+                }
+                let _ = client.disconnect().await;
+            });
+        });
+        ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `mqtt rr` does what `mosquitto_rr` does: the request carries the response topic (MQTT 5),
+/// the first response is printed (`-v`: with its topic), exit status 0; without an answer,
+/// "Timed out" and status 27 after `-W`. Ours speaks 5.0 by default, like `mosquitto_rr`.
+#[test]
+fn rr_matches_mosquitto_rr() {
+    for peer in peers() {
+        let port = peer.port();
+        let home = TempDir::new("cli-home");
+        let responder = Responder::start(port);
+        let run = |mut command: Command, response: &str| {
+            run_bounded(
+                command.args(port_args(port)).args([
+                    "-t", "rr/req", "-e", response, "-m", "hello", "-v", "-W", "10",
+                ]),
+                CHILD_TIMEOUT,
+            )
+        };
+        let their_out = run(theirs("mosquitto_rr", &home), "rr/resp/x");
+        let our_out = run(ours_as_shipped("rr", &home), "rr/resp/x");
+        assert_eq!(
+            (
+                our_out.status.code(),
+                String::from_utf8_lossy(&our_out.stdout)
+            ),
+            (
+                their_out.status.code(),
+                String::from_utf8_lossy(&their_out.stdout)
+            ),
+            "{}\nmosquitto: {}\nours: {}",
+            peer.name(),
+            describe(&their_out),
+            describe(&our_out)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&our_out.stdout),
+            "rr/resp/x re: hello\n"
+        );
+        drop(responder);
+
+        let silent = |mut command: Command| {
+            run_bounded(
+                command.args(port_args(port)).args([
+                    "-t",
+                    "rr/nobody",
+                    "-e",
+                    "rr/none",
+                    "-m",
+                    "x",
+                    "-W",
+                    "1",
+                ]),
+                CHILD_TIMEOUT,
+            )
+        };
+        let their_out = silent(theirs("mosquitto_rr", &home));
+        let our_out = silent(ours_as_shipped("rr", &home));
+        assert_eq!(our_out.status.code(), Some(27), "{}", describe(&our_out));
+        assert_eq!(our_out.status.code(), their_out.status.code());
+        assert_eq!(
+            String::from_utf8_lossy(&our_out.stderr),
+            String::from_utf8_lossy(&their_out.stderr)
+        );
     }
 }

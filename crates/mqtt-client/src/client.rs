@@ -272,6 +272,23 @@ impl Client {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        self.unsubscribe_with(filters, UnsubscribeProperties::default())
+            .await
+    }
+
+    /// (5.0) As [`Client::unsubscribe`], with UNSUBSCRIBE properties (user properties).
+    ///
+    /// # Errors
+    /// As [`Client::unsubscribe`].
+    pub async fn unsubscribe_with<I, S>(
+        &self,
+        filters: I,
+        properties: UnsubscribeProperties,
+    ) -> Result<Vec<ReasonCode>, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
         let filters = filters
             .into_iter()
             .map(|f| Ok(TopicFilter::try_from(f.as_ref())?.copied()))
@@ -286,7 +303,7 @@ impl Client {
         let (tx, rx) = oneshot::channel();
         self.command(Command::Unsubscribe {
             filters,
-            properties: UnsubscribeProperties::default(),
+            properties,
             reply: tx,
         })
         .await?;
