@@ -27,7 +27,8 @@ pub struct Config {
     /// Seconds a new connection has to send CONNECT.
     pub connect_timeout_secs: u64,
     /// Largest keep alive accepted, in seconds; MQTT 3.x clients asking for more (or for 0,
-    /// which means "no limit") are refused with "identifier rejected", as Mosquitto does.
+    /// which means "no limit") are refused with "identifier rejected", as Mosquitto does, and
+    /// MQTT 5.0 clients are told to use it (Server Keep Alive).
     pub max_keepalive_secs: u16,
     /// Longest client identifier accepted, in bytes (MQTT 3.1 caps it at 23 regardless).
     pub max_client_id_len: usize,
@@ -56,7 +57,9 @@ pub struct Config {
     /// Highest QoS accepted and granted (0, 1 or 2). 5.0 clients are told in CONNACK; a
     /// PUBLISH above it is refused (DISCONNECT 0x9B), subscriptions are granted at most this.
     pub max_qos: u8,
-    /// (5.0) Highest Topic Alias a client may use (its Topic Alias Maximum); 0: none.
+    /// (5.0) Topic aliases in each direction: the highest a client may use (the Topic Alias
+    /// Maximum in CONNACK), and the most the broker assigns towards a client that allows
+    /// them; 0: none.
     pub max_topic_alias: u16,
     /// (5.0) Whether payloads marked as UTF-8 are checked (0x99 when they are not).
     pub validate_utf8_payload: bool,

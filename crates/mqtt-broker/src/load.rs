@@ -41,7 +41,8 @@ const KEYS: &[(&str, &str)] = &[
     (
         "max_keepalive_secs",
         "Largest keep alive accepted, in seconds. MQTT 3.x clients asking for more (or for 0,\n\
-         \"no limit\") are refused with \"identifier rejected\", as Mosquitto does.",
+         \"no limit\") are refused with \"identifier rejected\", as Mosquitto does; MQTT 5\n\
+         clients are told to use this value instead (Server Keep Alive).",
     ),
     (
         "max_client_id_len",
@@ -89,7 +90,8 @@ const KEYS: &[(&str, &str)] = &[
     ),
     (
         "max_topic_alias",
-        "MQTT 5: highest Topic Alias a client may use; 0 turns client aliases off.",
+        "MQTT 5: most topic aliases in each direction: those a client may use, and those the\n\
+         broker uses towards a client that allows them; 0 turns aliases off.",
     ),
     (
         "validate_utf8_payload",

@@ -89,3 +89,31 @@ fn sigterm_closes_connections_and_exits_cleanly() {
         );
     }
 }
+
+/// A 5.0 client is told why its connection closes on shutdown: DISCONNECT 0x8B "server
+/// shutting down", the last packet before the end of the stream (5.0 section 4.13).
+#[test]
+fn v5_clients_get_disconnect_0x8b_on_shutdown() {
+    let (mut child, port) = start();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // CONNECT 5.0: clean start, keep alive 0, no properties, client id "v".
+    s.write_all(&[
+        0x10, 0x0E, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01,
+        b'v',
+    ])
+    .unwrap();
+    let mut connack = [0u8; 2];
+    s.read_exact(&mut connack).unwrap();
+    assert_eq!(connack[0], 0x20, "CONNACK");
+    let mut rest = vec![0u8; usize::from(connack[1])];
+    s.read_exact(&mut rest).unwrap();
+    assert_eq!(rest[1], 0x00, "CONNACK reason");
+    signal(&child, "TERM");
+    let mut tail = Vec::new();
+    let _ = s.read_to_end(&mut tail);
+    assert!(tail.len() >= 3, "nothing before the close: {tail:02x?}");
+    assert_eq!(tail[0], 0xE0, "the last packet is DISCONNECT: {tail:02x?}");
+    assert_eq!(tail[2], 0x8B, "reason: server shutting down: {tail:02x?}");
+    assert!(wait_exit(&mut child, Duration::from_secs(8)).success());
+}
