@@ -50,11 +50,17 @@ enum End {
     },
     /// Anything else: the will is published. With a reason, a 5.0 client is told it in a
     /// DISCONNECT first (a protocol violation, a keep alive timeout).
-    Abnormal(Option<ReasonCode>),
+    Abnormal(Option<Farewell>),
     /// The server is shutting down: the session is kept, no will.
     Shutdown,
     /// Another connection took the session over; the broker already dealt with it.
     TakenOver,
+}
+
+/// Why the server closes a 5.0 connection: the DISCONNECT's reason code and reason string.
+struct Farewell {
+    reason: ReasonCode,
+    text: String,
 }
 
 /// Serves one connection.
@@ -241,7 +247,7 @@ async fn serve(
                 let expired = link.handle.lock().session.handle_timeout(Instant::now());
                 expired.err().map(|close| {
                     log_close(peer, link.handle.client_id(), &close);
-                    End::Abnormal(Some(close_reason(&close)))
+                    End::Abnormal(Some(farewell(&close)))
                 })
             }
         };
@@ -249,12 +255,14 @@ async fn serve(
     let end = end.unwrap_or(End::Abnormal(None));
     // A 5.0 client is told why the server closes: the reason of a violation or keep alive
     // timeout, or "server shutting down" (5.0 section 4.13).
-    let farewell = match &end {
-        End::Abnormal(Some(reason)) => Some(*reason),
-        End::Shutdown => Some(ReasonCode::ServerShuttingDown),
+    // The reason string says what happened; a DISCONNECT may carry one even to a client that
+    // asked for no problem information [MQTT-3.1.2-29].
+    let goodbye = match &end {
+        End::Abnormal(Some(f)) => Some((f.reason, Some(f.text.as_str()))),
+        End::Shutdown => Some((ReasonCode::ServerShuttingDown, None)),
         _ => None,
     };
-    if let Some(reason) = farewell.filter(|_| link.version.is_v5()) {
+    if let Some((reason, text)) = goodbye.filter(|_| link.version.is_v5()) {
         let mut slot = link.handle.lock();
         if slot.owner == link.generation {
             if reason != ReasonCode::ServerShuttingDown {
@@ -262,7 +270,10 @@ async fn serve(
                 // or queued for a persistent session, as for a lost connection.
                 let _ = slot.session.take_outbox();
             }
-            slot.session.send(Packet::from(Disconnect::new(reason)));
+            let mut disconnect = Disconnect::new(reason);
+            disconnect.properties.reason_string = text
+                .and_then(|t| MqttString::try_from(t.chars().take(200).collect::<String>()).ok());
+            slot.session.send(Packet::from(disconnect));
         }
     }
     let finish = match end {
@@ -308,7 +319,10 @@ fn handle_buffered(
                 if !ReasonCode::allowed_in(PacketType::Disconnect).contains(&reason) {
                     reason = ReasonCode::ProtocolError;
                 }
-                return Some(End::Abnormal(Some(reason)));
+                return Some(End::Abnormal(Some(Farewell {
+                    reason,
+                    text: e.to_string(),
+                })));
             }
         };
         match link
@@ -320,7 +334,7 @@ fn handle_buffered(
             Ok(Flow::Disconnect { publish_will }) => return Some(End::Graceful { publish_will }),
             Err(close) => {
                 log_close(peer, link.handle.client_id(), &close);
-                return Some(End::Abnormal(Some(close_reason(&close))));
+                return Some(End::Abnormal(Some(farewell(&close))));
             }
         }
     }
@@ -354,11 +368,24 @@ async fn write_loop(link: Link, mut writer: OwnedWriteHalf, closing: Arc<AtomicB
     }
 }
 
-/// The 5.0 reason code a DISCONNECT gives for closing.
-fn close_reason(close: &Close) -> ReasonCode {
+/// The 5.0 reason code and reason string a DISCONNECT gives for closing.
+fn farewell(close: &Close) -> Farewell {
     match close {
-        Close::KeepAliveTimeout => ReasonCode::KeepAliveTimeout,
-        Close::Violation { reason, .. } => *reason,
+        Close::KeepAliveTimeout => Farewell {
+            reason: ReasonCode::KeepAliveTimeout,
+            text: "keep alive timeout".into(),
+        },
+        Close::Violation {
+            reason,
+            detail,
+            statement,
+        } => Farewell {
+            reason: *reason,
+            text: match statement {
+                Some(s) => format!("{detail} [{s}]"),
+                None => (*detail).to_owned(),
+            },
+        },
     }
 }
 

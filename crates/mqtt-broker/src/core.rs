@@ -514,6 +514,7 @@ impl Broker {
         let max_packet_size = attach.max_packet_size;
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let mut old_wills = Vec::new();
+        let mut orphans = Vec::new();
         let waker = Arc::new(Notify::new());
         let mut by_id = lock(&self.by_id);
         let existing = by_id.get(&client_id).cloned();
@@ -547,6 +548,7 @@ impl Broker {
                 }
                 slot.expires_at = None;
                 if !resume {
+                    orphans = slot.session.take_shared_unacknowledged();
                     slot.session.clear();
                 }
                 slot.session.set_expiry_interval(expiry);
@@ -593,6 +595,7 @@ impl Broker {
         self.stats
             .max_connected
             .fetch_max(connected, Ordering::Relaxed);
+        self.redeliver_shared(&handle, orphans, now);
         for will in old_wills {
             self.publish_will(will, &handle, now);
         }
@@ -659,6 +662,7 @@ impl Broker {
         let mut will = slot.session.detach(graceful);
         let persistent = slot.session.is_persistent();
         let mut timer = None;
+        let mut orphans = Vec::new();
         if persistent {
             let expiry = slot.session.expiry_interval();
             slot.expires_at =
@@ -671,6 +675,7 @@ impl Broker {
             timer = slot.schedule(next);
             self.store.save(&slot.session);
         } else {
+            orphans = slot.session.take_shared_unacknowledged();
             slot.session.clear();
             by_id.remove(&handle.client_id);
         }
@@ -687,8 +692,52 @@ impl Broker {
             self.set_key(handle.key, None);
             lock(&self.free_keys).push(handle.key);
         }
+        self.redeliver_shared(handle, orphans, now);
         if let Some(will) = will {
             self.publish_will(will, handle, now);
+        }
+    }
+
+    /// Hands the messages a shared subscription chose for a session that ended without
+    /// acknowledging them to another member of the same group, at that member's QoS (MQTT 5.0
+    /// section 4.8.2: "SHOULD send the Application Message to another Client"). Dropped when the
+    /// group has no other member.
+    fn redeliver_shared(&self, from: &SessionHandle, orphans: Vec<Delivery>, now: Instant) {
+        for orphan in orphans {
+            let Some(filter) = orphan.shared.as_ref() else {
+                continue;
+            };
+            let choice = self.index.read().choose_other(
+                filter,
+                &from.key,
+                Publisher {
+                    session: None,
+                    client_id: from.client_id.as_str(),
+                },
+            );
+            let Some(d) = choice else {
+                continue;
+            };
+            let handle = {
+                let by_key = self.by_key.read().unwrap_or_else(PoisonError::into_inner);
+                match by_key.get(d.session as usize) {
+                    Some(Some(h)) => Arc::clone(h),
+                    _ => continue,
+                }
+            };
+            let publish = orphan.publish;
+            let delivery = Delivery {
+                qos: publish.qos.qos().min(d.qos),
+                retain: d.retain_as_published && publish.retain,
+                expires_at: orphan.expires_at,
+                identifiers: d.identifiers.iter().collect(),
+                shared: d.shared,
+                publish,
+            };
+            let mut slot = handle.lock();
+            if slot.session.deliver(delivery, now) {
+                slot.wake();
+            }
         }
     }
 
@@ -736,10 +785,12 @@ impl Broker {
             }
             let ended = slot.expires_at.is_some_and(|at| at <= now);
             let mut next = None;
+            let mut orphans = Vec::new();
             if ended {
                 if let Some((_, w)) = slot.delayed_will.take() {
                     will = Some(w);
                 }
+                orphans = slot.session.take_shared_unacknowledged();
                 slot.session.clear();
                 slot.expires_at = None;
                 if by_id
@@ -766,6 +817,7 @@ impl Broker {
                 lock(&self.free_keys).push(handle.key);
                 self.stats.sessions_expired.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(client_id = %handle.client_id, "session expired");
+                self.redeliver_shared(&handle, orphans, now);
             }
             if let Some(will) = will {
                 self.publish_will(will, &handle, now);
@@ -803,10 +855,16 @@ impl Broker {
     /// Routes a message: stores or clears it as retained, and hands it to every session with a
     /// matching subscription, at the lower of its QoS and the subscription's [MQTT-3.8.4-x], once
     /// per session [MQTT-3.3.5-1]. Messages to `$SYS` topics from clients are dropped. (5.0)
-    /// A message with a Message Expiry Interval expires that long after `now`.
-    pub fn publish(&self, publish: Arc<Publish>, from: Option<&SessionHandle>, now: Instant) {
+    /// A message with a Message Expiry Interval expires that long after `now`. Returns how many
+    /// sessions it was routed to.
+    pub fn publish(
+        &self,
+        publish: Arc<Publish>,
+        from: Option<&SessionHandle>,
+        now: Instant,
+    ) -> usize {
         if from.is_some() && publish.topic.starts_with("$SYS") {
-            return;
+            return 0;
         }
         let qos = publish.qos.qos();
         let expires_at = publish
@@ -858,6 +916,7 @@ impl Broker {
             &mut deliveries,
         );
         drop(retained_guard);
+        let routed = deliveries.len();
         let by_key = self.by_key.read().unwrap_or_else(PoisonError::into_inner);
         for d in deliveries {
             let Some(Some(handle)) = by_key.get(d.session as usize) else {
@@ -871,6 +930,7 @@ impl Broker {
                 retain: d.retain_as_published && publish.retain,
                 expires_at,
                 identifiers: d.identifiers.iter().collect(),
+                shared: d.shared,
             };
             let mut slot = handle.lock();
             let before = slot.session.stats();
@@ -893,6 +953,7 @@ impl Broker {
                 }
             }
         }
+        routed
     }
 
     fn count_drops(&self, before: &mqtt_session::SessionStats, after: &mqtt_session::SessionStats) {
@@ -992,6 +1053,7 @@ impl Broker {
                         retain: true,
                         expires_at: r.expires_at,
                         identifiers: identifier.into_iter().collect(),
+                        shared: None,
                     });
                 });
             }
@@ -1093,14 +1155,31 @@ impl Broker {
                 return Ok(Flow::TakenOver);
             }
             let action = slot.session.handle_packet(packet, now)?;
-            if slot.session.has_outgoing() {
+            // A PUBACK or PUBREC for a message to route goes out after the routing, which may
+            // change its reason code.
+            if slot.session.has_outgoing() && !matches!(action, Some(Action::Route(_))) {
                 slot.wake();
             }
             action
         };
         match action {
             None => {}
-            Some(Action::Route(publish)) => self.publish(publish, Some(handle), now),
+            Some(Action::Route(publish)) => {
+                let id = publish.qos.packet_id();
+                let routed = self.publish(publish, Some(handle), now);
+                let mut slot = handle.lock();
+                if routed == 0
+                    && let Some(id) = id
+                    && slot.session.version().is_some_and(ProtocolVersion::is_v5)
+                {
+                    // 5.0: "the message is accepted but there are no subscribers".
+                    slot.session
+                        .set_ack_reason(id, ReasonCode::NoMatchingSubscribers);
+                }
+                if slot.session.has_outgoing() {
+                    slot.wake();
+                }
+            }
             Some(Action::Subscribe(s)) => self.subscribe_as(handle, Some(generation), &s, now),
             Some(Action::Unsubscribe(u)) => self.unsubscribe_as(handle, Some(generation), &u),
             Some(Action::Disconnect { publish_will }) => {

@@ -1042,3 +1042,92 @@ fn v5_mqtt_3_3_2_11_server_aliases_are_capped_by_the_server() {
         .collect();
     assert_eq!(aliases, [Some(1), Some(1), Some(1)]);
 }
+
+/// MQTT 5.0 section 4.8.2: a message a shared subscription chose for a member whose session
+/// ends before it acknowledged it goes to another member of the group; one it acknowledged does
+/// not. (For 3.1.1 clients too: shared subscriptions are not version-bound here.)
+#[test]
+fn v5_shared_subscription_messages_of_a_leaving_member_go_to_another() {
+    let (b, t0) = broker();
+    let a = connect_at(&b, &connect_packet("a", true), t0);
+    let other = connect_at(&b, &connect_packet("b", true), t0);
+    for member in [&a, &other] {
+        subscribe(&b, member, "$share/g/jobs", options(QoS::AtLeastOnce), t0);
+    }
+    let publisher = connect_at(&b, &connect_packet("pub", true), t0);
+    for i in 0..6u16 {
+        let payload: &'static [u8] = [b"0", b"1", b"2", b"3", b"4", b"5"][usize::from(i)];
+        send(
+            &b,
+            &publisher,
+            publish("jobs", payload, QoS::AtLeastOnce, i + 1),
+            t0,
+        )
+        .unwrap();
+    }
+    let got_a = outbox(&a);
+    let ids_a: Vec<u16> = got_a
+        .iter()
+        .filter_map(|o| match o {
+            Outgoing::Publish { envelope, .. } => envelope.qos.packet_id().map(PacketId::get),
+            _ => None,
+        })
+        .collect();
+    let mut received_b = payloads(&other);
+    assert_eq!(
+        ids_a.len() + received_b.len(),
+        6,
+        "each message to one member"
+    );
+    assert!(!ids_a.is_empty(), "round robin gave a nothing");
+    // `a` acknowledges its first message only, then its session ends.
+    send(
+        &b,
+        &a,
+        mqtt_codec::PubAck::new(PacketId::new(ids_a[0]).unwrap()),
+        t0,
+    )
+    .unwrap();
+    b.disconnect(&a.handle, a.generation, false, t0);
+    received_b.extend(payloads(&other));
+    assert_eq!(
+        received_b.len(),
+        6 - 1,
+        "the unacknowledged ones went to b: {received_b:?}"
+    );
+    let mut all = received_b.clone();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 5, "no message twice: {received_b:?}");
+}
+
+/// PUBACK and PUBREC say 0x10 "no matching subscribers" when a message reached nobody
+/// (section 3.4.2.1), 0x00 otherwise.
+#[test]
+fn v5_acknowledgements_say_when_nobody_subscribed() {
+    let (b, t0) = broker();
+    let c = connect_at(&b, &connect_packet("c", true), t0);
+    let acks = |c: &Connected| -> Vec<(&'static str, ReasonCode)> {
+        outbox(c)
+            .into_iter()
+            .filter_map(|o| match o {
+                Outgoing::Packet(Packet::PubAck(a)) => Some(("PUBACK", a.reason_code)),
+                Outgoing::Packet(Packet::PubRec(r)) => Some(("PUBREC", r.reason_code)),
+                _ => None,
+            })
+            .collect()
+    };
+    send(&b, &c, publish("nobody", b"x", QoS::AtLeastOnce, 1), t0).unwrap();
+    send(&b, &c, publish("nobody", b"x", QoS::ExactlyOnce, 2), t0).unwrap();
+    assert_eq!(
+        acks(&c),
+        [
+            ("PUBACK", ReasonCode::NoMatchingSubscribers),
+            ("PUBREC", ReasonCode::NoMatchingSubscribers)
+        ]
+    );
+    let sub = connect_at(&b, &connect_packet("sub", true), t0);
+    subscribe(&b, &sub, "somebody", options(QoS::AtMostOnce), t0);
+    send(&b, &c, publish("somebody", b"x", QoS::AtLeastOnce, 3), t0).unwrap();
+    assert_eq!(acks(&c), [("PUBACK", ReasonCode::Success)]);
+}

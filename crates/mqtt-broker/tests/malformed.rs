@@ -1448,8 +1448,8 @@ fn connect_packet_v5(client_id: &str, keep_alive: u16, will: (&str, &[u8])) -> V
 }
 
 /// A 5.0 attacker sends `bytes` after CONNECT (nothing: it waits for its keep alive to run
-/// out): the broker answers with DISCONNECT `reason`, closes the connection, publishes the will,
-/// and the good client loses nothing.
+/// out): the broker answers with DISCONNECT `reason` and a reason string, closes the connection,
+/// publishes the will, and the good client loses nothing.
 fn v5_violation(name: &'static str, extra: &[&str], keep_alive: u16, bytes: &[u8], reason: u8) {
     let mut fixture = Fixture::start_with(name, extra);
     let mut bad = fixture.raw();
@@ -1470,7 +1470,14 @@ fn v5_violation(name: &'static str, extra: &[&str], keep_alive: u16, bytes: &[u8
         "expected CONNACK, got {connack:?}"
     );
     match decoder.decode(&mut got).unwrap() {
-        Some(Packet::Disconnect(d)) => assert_eq!(d.reason_code.get(), reason, "{d:?}"),
+        Some(Packet::Disconnect(d)) => {
+            assert_eq!(d.reason_code.get(), reason, "{d:?}");
+            // The reason string says what went wrong.
+            assert!(
+                d.properties.reason_string.as_ref().is_some_and(|r| !r.is_empty()),
+                "no reason string: {d:?}"
+            );
+        }
         other => panic!("expected DISCONNECT {reason:#x} before the close, got {other:?}"),
     }
     fixture.expect_will();

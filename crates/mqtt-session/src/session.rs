@@ -68,6 +68,10 @@ pub struct Delivery {
     pub expires_at: Option<Instant>,
     /// (5.0) The identifiers of the receiving session's subscriptions that matched.
     pub identifiers: Vec<SubscriptionId>,
+    /// For a message chosen for this session by a shared subscription: that subscription's
+    /// `$share/{ShareName}/{filter}`, so that another member can get it if this session ends
+    /// without acknowledging it.
+    pub shared: Option<TopicFilter>,
 }
 
 impl Delivery {
@@ -80,6 +84,7 @@ impl Delivery {
             retain,
             expires_at: None,
             identifiers: Vec::new(),
+            shared: None,
         }
     }
 
@@ -416,6 +421,37 @@ impl Session {
         self.subscriptions.remove(filter)
     }
 
+    /// Takes out the messages a shared subscription chose for this session that the client has
+    /// not received: queued, or in flight without acknowledgement (a QoS 2 message already
+    /// acknowledged with PUBREC was received and stays). For the broker to hand them to another
+    /// member of their group when the session ends (MQTT 5.0 section 4.8.2).
+    pub fn take_shared_unacknowledged(&mut self) -> Vec<Delivery> {
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.inflight.len());
+        for f in self.inflight.drain(..) {
+            if f.delivery.shared.is_some() && f.state != Await::Complete {
+                if !f.sent {
+                    self.unsent = self.unsent.saturating_sub(1);
+                }
+                taken.push(f.delivery);
+            } else {
+                kept.push_back(f);
+            }
+        }
+        self.inflight = kept;
+        let mut queue = VecDeque::with_capacity(self.queue.len());
+        for d in self.queue.drain(..) {
+            if d.shared.is_some() {
+                self.queued_bytes = self.queued_bytes.saturating_sub(d.size());
+                taken.push(d);
+            } else {
+                queue.push_back(d);
+            }
+        }
+        self.queue = queue;
+        taken
+    }
+
     /// Discards all state but the client identifier (Clean Session 1 [MQTT-3.1.2-6]); returns
     /// the subscriptions it had, for the broker to remove from its index.
     pub fn clear(&mut self) -> Vec<TopicFilter> {
@@ -551,6 +587,28 @@ impl Session {
     pub fn send(&mut self, packet: Packet) {
         if let Some(c) = &mut self.connection {
             c.outbox.push(Outgoing::Packet(packet));
+        }
+    }
+
+    /// (5.0) Changes the reason code of the PUBACK or PUBREC waiting in the outbox for the
+    /// client's message `id` (the broker says 0x10 "no matching subscribers" once it has routed
+    /// the message). Does nothing if it was already written.
+    pub fn set_ack_reason(&mut self, id: PacketId, reason: ReasonCode) {
+        let Some(c) = &mut self.connection else {
+            return;
+        };
+        for item in c.outbox.iter_mut().rev() {
+            match item {
+                Outgoing::Packet(Packet::PubAck(ack)) if ack.packet_id == id => {
+                    ack.reason_code = reason;
+                    return;
+                }
+                Outgoing::Packet(Packet::PubRec(rec)) if rec.packet_id == id => {
+                    rec.reason_code = reason;
+                    return;
+                }
+                _ => {}
+            }
         }
     }
 

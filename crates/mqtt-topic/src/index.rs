@@ -742,16 +742,49 @@ impl<K: SessionKey> SubscriptionIndex<K> {
         }
     }
 
+    /// Picks another member of the shared group `filter` (`$share/{ShareName}/{filter}`) than
+    /// `leaving`, for a message `leaving` received and did not acknowledge before its session
+    /// ended: MQTT 5.0 section 4.8.2 says such a message should go to another member. Available
+    /// members first, as for a new message; `None` when the group has no other member.
+    pub fn choose_other(
+        &self,
+        filter: &TopicFilter,
+        leaving: &K,
+        publisher: Publisher<'_, K>,
+    ) -> Option<Delivery<K>> {
+        let name = filter.share_name()?;
+        let (node, multi) = self.find_path(filter)?;
+        let id = self.find_group(node, name, multi)?;
+        let group = self.groups.get(id as usize)?.as_ref()?;
+        self.pick(group, &publisher, Some(leaving))
+    }
+
     /// Picks the member of a shared group that receives a message.
     fn choose(&self, group: GroupId, publisher: &Publisher<'_, K>) -> Option<Delivery<K>> {
         let group = self.groups.get(group as usize)?.as_ref()?;
-        let members = group.members.as_slice();
-        let available = members.iter().filter(|m| m.available).count();
+        self.pick(group, publisher, None)
+    }
+
+    /// The group's strategy applied to its members but `exclude`.
+    fn pick(
+        &self,
+        group: &Group<K>,
+        publisher: &Publisher<'_, K>,
+        exclude: Option<&K>,
+    ) -> Option<Delivery<K>> {
+        let members = || {
+            group
+                .members
+                .as_slice()
+                .iter()
+                .filter(move |m| exclude != Some(&m.session))
+        };
+        let available = members().filter(|m| m.available).count();
         // Prefer available members; with none, any member (its session queues the message).
         let (candidates, only_available) = if available > 0 {
             (available, true)
         } else {
-            (members.len(), false)
+            (members().count(), false)
         };
         if candidates == 0 {
             return None;
@@ -761,8 +794,7 @@ impl<K: SessionKey> SubscriptionIndex<K> {
             ShareStrategy::Random => self.rng.next_u64() as usize,
             ShareStrategy::HashClientId => self.hasher.hash_one(publisher.client_id) as usize,
         };
-        let member = members
-            .iter()
+        let member = members()
             .filter(|m| m.available || !only_available)
             .nth(draw % candidates)?;
         let mut delivery = Delivery::new(member.session, &member.data);
