@@ -81,6 +81,10 @@ pub struct Config {
     pub server_reference: String,
     /// (5.0) Whether the redirection to `server_reference` is permanent (0x9D).
     pub server_moved: bool,
+    /// (5.0) When not empty, the file of SCRAM-SHA-256 credentials (`user:SCRAM-SHA-256$...`
+    /// lines, written by `mqtt-broker scram-credential USER`): enhanced authentication with
+    /// the method `SCRAM-SHA-256` is offered.
+    pub scram_users_file: String,
 }
 
 impl Default for Config {
@@ -113,6 +117,7 @@ impl Default for Config {
             response_information: String::new(),
             server_reference: String::new(),
             server_moved: false,
+            scram_users_file: String::new(),
         }
     }
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use mqtt_codec::{
-    ConnAck, Decoder, Disconnect, Error as CodecError, MqttString, PROTOCOL_MAX_PACKET_SIZE,
-    Packet, PacketType, ProtocolVersion, ReasonCode,
+    Auth, ConnAck, Decoder, Disconnect, Error as CodecError, MqttString, PROTOCOL_MAX_PACKET_SIZE,
+    Packet, PacketType, ProtocolVersion, ReasonCode, Secret,
 };
 use mqtt_session::{Close, Outgoing};
 use tokio::io::AsyncWriteExt;
@@ -17,7 +17,8 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, watch};
 
-use crate::core::{Broker, Connected, Flow, SessionHandle};
+use crate::auth::{AuthConversation, AuthStep};
+use crate::core::{Authenticated, Broker, Connected, Flow, SessionHandle};
 use crate::server::Peer;
 
 /// Bytes read at a time when no frame is under way.
@@ -114,7 +115,45 @@ pub(crate) async fn run(
         }
     };
     let version = connect.protocol;
-    let connected = match broker.connect(&connect, Instant::now()) {
+    // 5.0 enhanced authentication: the exchange runs before the session is touched.
+    let mut authenticated = None;
+    if version.is_v5()
+        && let Some(method) = connect.properties.authentication_method.clone()
+    {
+        let exchange = authenticate(
+            &mut reader,
+            &mut writer,
+            &mut decoder,
+            &mut buf,
+            &broker,
+            &connect,
+            method.as_str(),
+        );
+        let result = tokio::select! {
+            r = tokio::time::timeout(config.connect_timeout(), exchange) => r,
+            _ = stop.changed() => return,
+        };
+        // Out of time: not authorized.
+        match result.unwrap_or(Err(ReasonCode::NotAuthorized)) {
+            Ok(a) => authenticated = Some(a),
+            Err(reason) => {
+                tracing::info!(%peer, client_id = %connect.client_id, %reason, method = %method,
+                    "enhanced authentication failed");
+                let refusal = Packet::from(ConnAck::new(reason));
+                let _ = write_packets(&mut writer, &broker, version, [refusal]).await;
+                return;
+            }
+        }
+    }
+    let reauth = ReAuth {
+        method: authenticated.as_ref().map(|a| a.method.clone()),
+        conversation: None,
+    };
+    let connected = match broker.connect_authenticated(
+        &connect,
+        Instant::now(),
+        authenticated.as_ref(),
+    ) {
         Ok(connected) => connected,
         Err(reason) => {
             tracing::info!(%peer, client_id = %connect.client_id, %reason, "connection refused");
@@ -169,7 +208,12 @@ pub(crate) async fn run(
             version,
             max_packet_size,
         };
-        serve(link, peer, reader, writer, decoder, buf, stop).await
+        let incoming = Incoming {
+            decoder,
+            buf,
+            reauth,
+        };
+        serve(link, peer, reader, writer, incoming, stop).await
     };
     let (graceful, reason) = match end {
         End::Graceful {
@@ -218,14 +262,13 @@ async fn serve(
     peer: Peer,
     mut reader: OwnedReadHalf,
     writer: OwnedWriteHalf,
-    mut decoder: Decoder,
-    mut buf: BytesMut,
+    mut incoming: Incoming,
     mut stop: watch::Receiver<bool>,
 ) -> End {
     let closing = Arc::new(AtomicBool::new(false));
     let mut writer_task = tokio::spawn(write_loop(link.clone(), writer, Arc::clone(&closing)));
     // Packets that arrived with CONNECT are handled at once, before waiting for more.
-    let mut end = handle_buffered(&link, peer, &mut decoder, &mut buf);
+    let mut end = handle_buffered(&link, peer, &mut incoming);
     while end.is_none() {
         let deadline = link.handle.lock().session.deadline();
         let sleep = deadline.map(|d| tokio::time::sleep_until(d.into()));
@@ -236,11 +279,11 @@ async fn serve(
                 Ok(WriterEnd::TakenOver) => End::TakenOver,
                 _ => End::Abnormal(None),
             }),
-            read = read_some(&mut reader, &mut buf) => match read {
+            read = read_some(&mut reader, &mut incoming.buf) => match read {
                 Ok(0) | Err(_) => Some(End::Abnormal(None)),
                 Ok(n) => {
                     link.broker.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
-                    handle_buffered(&link, peer, &mut decoder, &mut buf)
+                    handle_buffered(&link, peer, &mut incoming)
                 }
             },
             () = async { if let Some(s) = sleep { s.await } }, if deadline.is_some() => {
@@ -301,14 +344,9 @@ async fn serve(
 }
 
 /// Handles every complete packet in the buffer; `Some` when the connection must end.
-fn handle_buffered(
-    link: &Link,
-    peer: Peer,
-    decoder: &mut Decoder,
-    buf: &mut BytesMut,
-) -> Option<End> {
+fn handle_buffered(link: &Link, peer: Peer, incoming: &mut Incoming) -> Option<End> {
     loop {
-        let packet = match decoder.decode(buf) {
+        let packet = match incoming.decoder.decode(&mut incoming.buf) {
             Ok(Some(packet)) => packet,
             Ok(None) => return None,
             Err(e) => {
@@ -332,12 +370,169 @@ fn handle_buffered(
             Ok(Flow::Continue) => {}
             Ok(Flow::TakenOver) => return Some(End::TakenOver),
             Ok(Flow::Disconnect { publish_will }) => return Some(End::Graceful { publish_will }),
+            Ok(Flow::Auth(auth)) => {
+                if let Err(f) = reauthenticate(link, &mut incoming.reauth, *auth) {
+                    warn_violation(peer, link.handle.client_id(), &f.text);
+                    return Some(End::Abnormal(Some(f)));
+                }
+            }
             Err(close) => {
                 log_close(peer, link.handle.client_id(), &close);
                 return Some(End::Abnormal(Some(farewell(&close))));
             }
         }
     }
+}
+
+/// What the reading side of a connected connection keeps: the decoder, the read buffer, and
+/// the state of enhanced authentication.
+struct Incoming {
+    decoder: Decoder,
+    buf: BytesMut,
+    reauth: ReAuth,
+}
+
+/// (5.0) The enhanced authentication of a connection: the method it authenticated with, and a
+/// re-authentication under way.
+struct ReAuth {
+    method: Option<String>,
+    conversation: Option<Box<dyn AuthConversation>>,
+}
+
+/// An AUTH packet with this reason, method and data.
+fn auth_packet(reason: ReasonCode, method: &str, data: Option<bytes::Bytes>) -> Packet {
+    let mut auth = Auth::new(reason);
+    auth.properties.authentication_method = MqttString::try_from(method).ok();
+    auth.properties.authentication_data = data.map(Secret::new);
+    Packet::from(auth)
+}
+
+/// Runs the enhanced authentication exchange of a CONNECT (5.0 section 4.12): AUTH 0x18 both
+/// ways until the method says yes or no.
+///
+/// # Errors
+/// The CONNACK reason to refuse the connection with.
+async fn authenticate(
+    reader: &mut OwnedReadHalf,
+    writer: &mut OwnedWriteHalf,
+    decoder: &mut Decoder,
+    buf: &mut BytesMut,
+    broker: &Broker,
+    connect: &mqtt_codec::Connect,
+    method: &str,
+) -> Result<Authenticated, ReasonCode> {
+    let Some(auth_method) = broker.auth_method(method) else {
+        return Err(ReasonCode::BadAuthenticationMethod);
+    };
+    let data = connect
+        .properties
+        .authentication_data
+        .as_ref()
+        .map(|d| d.expose().clone())
+        .unwrap_or_default();
+    let mut step = auth_method.start(&data);
+    loop {
+        match step {
+            AuthStep::Success { user, data } => {
+                return Ok(Authenticated {
+                    method: method.to_owned(),
+                    user,
+                    data,
+                });
+            }
+            AuthStep::Failure(reason) => return Err(reason),
+            AuthStep::Continue(data, conversation) => {
+                let challenge = auth_packet(ReasonCode::ContinueAuthentication, method, Some(data));
+                write_packets(writer, broker, ProtocolVersion::V5, [challenge])
+                    .await
+                    .map_err(|_| ReasonCode::UnspecifiedError)?;
+                let answer = read_packet(reader, decoder, buf, broker)
+                    .await
+                    .map_err(|_| ReasonCode::MalformedPacket)?;
+                let Some(Packet::Auth(auth)) = answer else {
+                    // The client's answer to a challenge is AUTH 0x18 [MQTT-4.12.0-3].
+                    return Err(ReasonCode::ProtocolError);
+                };
+                let same_method = auth
+                    .properties
+                    .authentication_method
+                    .as_ref()
+                    .is_some_and(|m| m.as_str() == method);
+                if auth.reason_code != ReasonCode::ContinueAuthentication || !same_method {
+                    return Err(ReasonCode::ProtocolError);
+                }
+                let data = auth
+                    .properties
+                    .authentication_data
+                    .as_ref()
+                    .map(|d| d.expose().clone())
+                    .unwrap_or_default();
+                step = conversation.step(&data);
+            }
+        }
+    }
+}
+
+/// (5.0) Handles an AUTH from a connected client: a re-authentication (0x19) starts an exchange
+/// with the method the connection authenticated with, 0x18 continues it; the answers go out
+/// through the session's outbox (AUTH 0x18, then AUTH 0x00 on success).
+///
+/// # Errors
+/// The DISCONNECT that ends the connection [MQTT-4.12.1-2]: a protocol error for an AUTH out
+/// of turn or with another method [MQTT-4.12.1-1], or the method's refusal.
+fn reauthenticate(link: &Link, reauth: &mut ReAuth, auth: Auth) -> Result<(), Farewell> {
+    let protocol_error = |text: &str| Farewell {
+        reason: ReasonCode::ProtocolError,
+        text: text.to_owned(),
+    };
+    let Some(method) = reauth.method.clone() else {
+        return Err(protocol_error(
+            "AUTH on a connection without enhanced authentication [MQTT-4.12.0-7]",
+        ));
+    };
+    if auth
+        .properties
+        .authentication_method
+        .as_ref()
+        .is_none_or(|m| m.as_str() != method)
+    {
+        return Err(protocol_error(
+            "AUTH with another authentication method [MQTT-4.12.1-1]",
+        ));
+    }
+    let data = auth
+        .properties
+        .authentication_data
+        .as_ref()
+        .map(|d| d.expose().clone())
+        .unwrap_or_default();
+    let step = match (auth.reason_code, reauth.conversation.take()) {
+        (ReasonCode::ReAuthenticate, None) => match link.broker.auth_method(&method) {
+            Some(m) => m.start(&data),
+            None => AuthStep::Failure(ReasonCode::NotAuthorized),
+        },
+        (ReasonCode::ContinueAuthentication, Some(conversation)) => conversation.step(&data),
+        _ => return Err(protocol_error("AUTH out of turn")),
+    };
+    let reply = match step {
+        AuthStep::Continue(data, conversation) => {
+            reauth.conversation = Some(conversation);
+            auth_packet(ReasonCode::ContinueAuthentication, &method, Some(data))
+        }
+        AuthStep::Success { data, .. } => auth_packet(ReasonCode::Success, &method, data),
+        AuthStep::Failure(reason) => {
+            return Err(Farewell {
+                reason,
+                text: "re-authentication failed".to_owned(),
+            });
+        }
+    };
+    let mut slot = link.handle.lock();
+    if slot.owner == link.generation {
+        slot.session.send(reply);
+        slot.wake();
+    }
+    Ok(())
 }
 
 /// Writes whatever the session has to say, whenever it is woken, until told to finish (after a

@@ -257,8 +257,10 @@ pub struct Stats {
 }
 
 /// What a connection does after a packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Flow {
+    /// (5.0) The client sent AUTH: the connection carries on the authentication exchange.
+    Auth(Box<mqtt_codec::Auth>),
     /// Carry on.
     Continue,
     /// The client said DISCONNECT: close, publishing the will only if it asked for that
@@ -269,6 +271,17 @@ pub enum Flow {
     },
     /// Another connection took the session over: stop, touching nothing.
     TakenOver,
+}
+
+/// (5.0) A successful enhanced authentication exchange.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The method's name.
+    pub method: String,
+    /// The authenticated user.
+    pub user: String,
+    /// The method's last data for the client (sent in CONNACK).
+    pub data: Option<Bytes>,
 }
 
 /// A successful connect: the session to drive and what to tell the client.
@@ -304,6 +317,7 @@ pub struct Broker {
     retained: RwLock<RetainedTree<Retained>>,
     store: Arc<dyn SessionStore>,
     authenticator: Arc<dyn Authenticator>,
+    auth_methods: Vec<Arc<dyn crate::auth::AuthMethod>>,
     timers: Mutex<BinaryHeap<Reverse<Timer>>>,
     generations: AtomicU64,
     assigned_ids: AtomicU64,
@@ -326,6 +340,22 @@ impl Broker {
             Arc::new(MemoryStore::new()),
             Arc::new(AllowAll),
         )
+    }
+
+    /// A broker with this configuration, and what it asks for beyond the defaults: the
+    /// SCRAM-SHA-256 credentials of `scram_users_file`.
+    ///
+    /// # Errors
+    /// A file the configuration names that cannot be read or parsed.
+    pub fn from_config(config: Config, now: Instant) -> Result<Self, String> {
+        let scram = config.scram_users_file.clone();
+        let mut broker = Self::new(config, now);
+        if !scram.is_empty() {
+            let method = crate::auth::ScramMethod::from_file(std::path::Path::new(&scram))
+                .map_err(|e| format!("scram_users_file: {e}"))?;
+            broker.add_auth_method(Arc::new(method));
+        }
+        Ok(broker)
     }
 
     /// A broker with its own session store and authenticator.
@@ -355,6 +385,7 @@ impl Broker {
             retained: RwLock::new(RetainedTree::new()),
             store,
             authenticator,
+            auth_methods: Vec::new(),
             timers: Mutex::new(BinaryHeap::new()),
             generations: AtomicU64::new(1),
             assigned_ids: AtomicU64::new(0),
@@ -367,6 +398,17 @@ impl Broker {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// (5.0) Offers an enhanced authentication method (replacing one of the same name).
+    pub fn add_auth_method(&mut self, method: Arc<dyn crate::auth::AuthMethod>) {
+        self.auth_methods.retain(|m| m.name() != method.name());
+        self.auth_methods.push(method);
+    }
+
+    /// (5.0) The enhanced authentication method of this name, if offered.
+    pub fn auth_method(&self, name: &str) -> Option<Arc<dyn crate::auth::AuthMethod>> {
+        self.auth_methods.iter().find(|m| m.name() == name).cloned()
     }
 
     /// When the broker started (for `$SYS/broker/uptime`).
@@ -406,6 +448,21 @@ impl Broker {
     /// # Errors
     /// The CONNACK reason to refuse the connection with.
     pub fn connect(&self, connect: &Connect, now: Instant) -> Result<Connected, ReasonCode> {
+        self.connect_authenticated(connect, now, None)
+    }
+
+    /// [`Broker::connect`] after an enhanced authentication exchange (5.0 section 4.12) that
+    /// succeeded: `authenticated` replaces the user name and password check, and its last data
+    /// goes in CONNACK. A CONNECT that names an authentication method needs it.
+    ///
+    /// # Errors
+    /// As [`Broker::connect`]; 0x8C when the CONNECT names a method and no exchange took place.
+    pub fn connect_authenticated(
+        &self,
+        connect: &Connect,
+        now: Instant,
+        authenticated: Option<&Authenticated>,
+    ) -> Result<Connected, ReasonCode> {
         let version = connect.protocol;
         let v5 = version.is_v5();
         let config = &self.config;
@@ -475,15 +532,20 @@ impl Broker {
                 return Err(ReasonCode::PayloadFormatInvalid);
             }
         }
-        if connect.properties.authentication_method.is_some() {
-            // No enhanced authentication method is offered (yet): 5.0 section 4.12.
-            return Err(ReasonCode::BadAuthenticationMethod);
+        match (&connect.properties.authentication_method, authenticated) {
+            // The exchange took place: it is the authentication.
+            (Some(_), Some(a)) => {
+                properties.authentication_method = MqttString::try_from(a.method.as_str()).ok();
+                properties.authentication_data = a.data.clone().map(mqtt_codec::Secret::new);
+            }
+            // A method nobody ran (5.0 section 4.12: 0x8C).
+            (Some(_), None) => return Err(ReasonCode::BadAuthenticationMethod),
+            (None, _) => self.authenticator.authenticate(
+                &client_id,
+                connect.username.as_deref(),
+                connect.password.as_ref().map(|p| p.expose().as_ref()),
+            )?,
         }
-        self.authenticator.authenticate(
-            &client_id,
-            connect.username.as_deref(),
-            connect.password.as_ref().map(|p| p.expose().as_ref()),
-        )?;
 
         // How long the session outlives the connection: 5.0 says it (absent: 0); in 3.x a
         // persistent session lasts until the configured maximum (by default, forever).
@@ -1185,6 +1247,7 @@ impl Broker {
             Some(Action::Disconnect { publish_will }) => {
                 return Ok(Flow::Disconnect { publish_will });
             }
+            Some(Action::Auth(auth)) => return Ok(Flow::Auth(auth)),
         }
         Ok(Flow::Continue)
     }

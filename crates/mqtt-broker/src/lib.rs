@@ -9,6 +9,7 @@
 //! - [`config::Config`] and [`load`]: the configuration and how it is read (file, `MQTT_*`
 //!   environment, flags).
 
+pub mod auth;
 pub mod config;
 mod connection;
 pub mod core;

@@ -128,6 +128,12 @@ const KEYS: &[(&str, &str)] = &[
         "server_moved",
         "MQTT 5: whether the redirection to server_reference is permanent (0x9D).",
     ),
+    (
+        "scram_users_file",
+        "MQTT 5: when not empty, a file of SCRAM-SHA-256 credentials, one\n\
+         user:SCRAM-SHA-256$... line each (mqtt-broker scram-credential USER writes one):\n\
+         enhanced authentication with the method SCRAM-SHA-256 is offered.",
+    ),
 ];
 
 /// The prefix of the environment variables: `MQTT_PORT` sets `port`.

@@ -58,13 +58,34 @@ struct Cli {
 enum Command {
     /// Print the documented default configuration file to stdout and exit.
     GenerateConfig,
+    /// Print a `scram_users_file` line for USER, with the password read from stdin (one line).
+    ScramCredential {
+        /// The user name.
+        user: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
 
-    if let Some(Command::GenerateConfig) = cli.command {
-        return write_stdout(&load::generate_default());
+    match &cli.command {
+        Some(Command::GenerateConfig) => return write_stdout(&load::generate_default()),
+        Some(Command::ScramCredential { user }) => {
+            let mut password = String::new();
+            if std::io::stdin().read_line(&mut password).is_err() {
+                eprintln!("mqtt-broker: cannot read the password from stdin");
+                return ExitCode::from(1);
+            }
+            let password = password.trim_end_matches(['\n', '\r']);
+            return match mqtt_broker::auth::ScramMethod::credential_line(user, password) {
+                Ok(line) => write_stdout(&format!("{line}\n")),
+                Err(e) => {
+                    eprintln!("mqtt-broker: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        None => {}
     }
 
     let flags = Flags {

@@ -32,8 +32,8 @@ pub async fn run(
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let broker = Arc::new(Broker::new(config, Instant::now()));
-    serve(listener, broker, shutdown).await
+    let broker = Broker::from_config(config, Instant::now()).map_err(anyhow::Error::msg)?;
+    serve(listener, Arc::new(broker), shutdown).await
 }
 
 /// Serves MQTT on `listener` until `shutdown` completes; then stops accepting, tells every

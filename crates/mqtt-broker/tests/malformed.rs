@@ -1474,7 +1474,10 @@ fn v5_violation(name: &'static str, extra: &[&str], keep_alive: u16, bytes: &[u8
             assert_eq!(d.reason_code.get(), reason, "{d:?}");
             // The reason string says what went wrong.
             assert!(
-                d.properties.reason_string.as_ref().is_some_and(|r| !r.is_empty()),
+                d.properties
+                    .reason_string
+                    .as_ref()
+                    .is_some_and(|r| !r.is_empty()),
                 "no reason string: {d:?}"
             );
         }

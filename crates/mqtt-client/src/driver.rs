@@ -374,39 +374,58 @@ impl Driver {
             }
             None => Box::new(tcp),
         };
-        let connect = self.connect_packet(client_id)?;
+        let (connect, mut scram) = self.connect_packet(client_id)?;
         let version = self.options.protocol;
-        let mut out = BytesMut::new();
-        Packet::from(connect)
-            .encode(version, mqtt_codec::PROTOCOL_MAX_PACKET_SIZE, &mut out)
-            .map_err(|e| ConnectionError::Protocol(format!("cannot encode CONNECT: {e}")))?;
-        stream.write_all(&out).await?;
-        stream.flush().await?;
+        write_packet(&mut stream, version, Packet::from(connect)).await?;
 
         let mut decoder = Decoder::new(version).with_max_packet_size(self.options.max_packet_size);
         let mut buf = BytesMut::new();
-        let packet = loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(packet)) => break packet,
-                Ok(None) => {}
-                Err(e) => return Err(ConnectionError::Protocol(e.to_string())),
+        let connack = loop {
+            let packet = loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(packet)) => break packet,
+                    Ok(None) => {}
+                    Err(e) => return Err(ConnectionError::Protocol(e.to_string())),
+                }
+                if buf.capacity() == buf.len() {
+                    buf.reserve(READ_CHUNK);
+                }
+                if stream.read_buf(&mut buf).await? == 0 {
+                    return Err(ConnectionError::Closed);
+                }
+            };
+            match (packet, scram.as_mut()) {
+                (Packet::ConnAck(connack), _) => break connack,
+                // 5.0 enhanced authentication: the server's challenge [MQTT-4.12.0-2].
+                (Packet::Auth(auth), Some(client))
+                    if auth.reason_code == ReasonCode::ContinueAuthentication =>
+                {
+                    let challenge = auth_text(auth.properties.authentication_data.as_ref())?;
+                    let answer = client
+                        .server_first(&challenge)
+                        .map_err(|e| ConnectionError::Protocol(format!("SCRAM: {e}")))?;
+                    let reply = scram_auth(ReasonCode::ContinueAuthentication, answer);
+                    write_packet(&mut stream, version, reply).await?;
+                }
+                (packet, _) => {
+                    // [MQTT-3.2.0-1] The first packet from the server must be CONNACK (or,
+                    // with enhanced authentication, AUTH).
+                    return Err(ConnectionError::Protocol(format!(
+                        "{:?} before CONNACK",
+                        packet.packet_type()
+                    )));
+                }
             }
-            if buf.capacity() == buf.len() {
-                buf.reserve(READ_CHUNK);
-            }
-            if stream.read_buf(&mut buf).await? == 0 {
-                return Err(ConnectionError::Closed);
-            }
-        };
-        let Packet::ConnAck(connack) = packet else {
-            // [MQTT-3.2.0-1] The first packet from the server must be CONNACK.
-            return Err(ConnectionError::Protocol(format!(
-                "{:?} before CONNACK",
-                packet.packet_type()
-            )));
         };
         if connack.reason_code != ReasonCode::Success {
             return Err(ConnectionError::Refused(connack.reason_code));
+        }
+        if let Some(client) = scram.take() {
+            // The server proves it knows the credentials.
+            let last = auth_text(connack.properties.authentication_data.as_ref())?;
+            client
+                .server_final(&last)
+                .map_err(|e| ConnectionError::Protocol(format!("SCRAM: {e}")))?;
         }
         let properties = &connack.properties;
         let mut max_inflight = self.options.max_inflight;
@@ -433,7 +452,10 @@ impl Driver {
         })
     }
 
-    fn connect_packet(&self, client_id: &str) -> Result<Connect, ConnectionError> {
+    fn connect_packet(
+        &self,
+        client_id: &str,
+    ) -> Result<(Connect, Option<mqtt_session::scram::ScramClient>), ConnectionError> {
         let o = &self.options;
         let bad = |what: &str, e: mqtt_codec::TopicError| {
             ConnectionError::Protocol(format!("invalid {what}: {e}"))
@@ -476,7 +498,18 @@ impl Driver {
             }
             connect.properties = p;
         }
-        Ok(connect)
+        let mut scram = None;
+        if let Some((user, password)) = &o.scram
+            && o.protocol.is_v5()
+        {
+            let (client, first) =
+                mqtt_session::scram::ScramClient::start(user, password, &scram_nonce()?);
+            connect.properties.authentication_method =
+                MqttString::try_from(mqtt_session::scram::METHOD).ok();
+            connect.properties.authentication_data = Some(Secret::new(first.into_bytes()));
+            scram = Some(client);
+        }
+        Ok((connect, scram))
     }
 
     /// Whether a requested disconnect has nothing left to wait for: everything flushed, or
@@ -758,4 +791,47 @@ fn closed(close: ClientClose) -> ConnectionError {
             })
         }
     }
+}
+
+/// Encodes and writes one packet during the connection handshake.
+async fn write_packet(
+    stream: &mut Box<dyn Io>,
+    version: ProtocolVersion,
+    packet: Packet,
+) -> Result<(), ConnectionError> {
+    let mut out = BytesMut::new();
+    packet
+        .encode(version, mqtt_codec::PROTOCOL_MAX_PACKET_SIZE, &mut out)
+        .map_err(|e| {
+            ConnectionError::Protocol(format!("cannot encode {:?}: {e}", packet.packet_type()))
+        })?;
+    stream.write_all(&out).await?;
+    stream.flush().await?;
+    Ok(())
+}
+
+/// A SCRAM message carried as Authentication Data.
+fn auth_text(data: Option<&Secret>) -> Result<String, ConnectionError> {
+    data.and_then(|d| std::str::from_utf8(d.expose()).ok())
+        .map(str::to_owned)
+        .ok_or_else(|| ConnectionError::Protocol("SCRAM: missing authentication data".into()))
+}
+
+/// An AUTH packet of the SCRAM-SHA-256 exchange.
+fn scram_auth(reason: ReasonCode, data: String) -> Packet {
+    let mut auth = mqtt_codec::Auth::new(reason);
+    auth.properties.authentication_method = MqttString::try_from(mqtt_session::scram::METHOD).ok();
+    auth.properties.authentication_data = Some(Secret::new(data.into_bytes()));
+    Packet::from(auth)
+}
+
+/// A fresh client nonce: 18 random bytes, Base64.
+fn scram_nonce() -> Result<String, ConnectionError> {
+    use base64::Engine as _;
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 18];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| ConnectionError::Protocol("no random source for the SCRAM nonce".into()))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }

@@ -48,6 +48,8 @@ pub struct ConnectOptions {
     pub(crate) max_inflight: u16,
     pub(crate) max_packet_size: u32,
     pub(crate) properties: ConnectProperties,
+    /// (5.0) SCRAM-SHA-256 user name and password.
+    pub(crate) scram: Option<(String, String)>,
 }
 
 /// The will: published by the server when the connection ends without DISCONNECT.
@@ -125,6 +127,7 @@ impl fmt::Debug for ConnectOptions {
             .field("request_timeout", &self.request_timeout)
             .field("queue_capacity", &self.queue_capacity)
             .field("max_inflight", &self.max_inflight)
+            .field("scram_user", &self.scram.as_ref().map(|(u, _)| u))
             .finish_non_exhaustive()
     }
 }
@@ -156,6 +159,7 @@ impl ConnectOptions {
             max_inflight: 100,
             max_packet_size: mqtt_codec::PROTOCOL_MAX_PACKET_SIZE,
             properties: ConnectProperties::default(),
+            scram: None,
         }
     }
 
@@ -385,6 +389,15 @@ impl ConnectOptions {
         let value = MqttString::try_from(value.into()).map_err(bad)?;
         self.properties.user_properties.push((name, value));
         Ok(self)
+    }
+
+    /// (5.0) Enhanced authentication with SCRAM-SHA-256 (RFC 7677): the password never
+    /// crosses the network, and the server has to prove it knows the credentials too (the
+    /// connection fails with [`ConnectionError::Protocol`](crate::ConnectionError::Protocol)
+    /// otherwise). Replaces [`ConnectOptions::credentials`] on the wire.
+    pub fn scram_sha256(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.scram = Some((user.into(), password.into()));
+        self
     }
 
     /// The protocol version: 3.1, 3.1.1 or 5.0 (the default).

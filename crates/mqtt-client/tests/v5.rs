@@ -303,3 +303,60 @@ async fn v5_mqtt_3_3_2_10_server_topic_aliases_are_resolved() {
     })
     .await;
 }
+
+/// MQTT-4.12.0-2 / MQTT-4.12.0-3 / MQTT-4.12.0-5: SCRAM-SHA-256 enhanced authentication against
+/// our broker: the right password connects (and the server proves itself in CONNACK), a wrong
+/// one is refused with 0x87; a broker that does not offer the method (ours without users,
+/// Mosquitto without an authentication plugin) refuses with 0x8C (MQTT-4.12.0-1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v5_mqtt_4_12_0_2_scram_sha_256_enhanced_authentication() {
+    bounded(async {
+        let dir = support::TempDir::new("scram");
+        let line = mqtt_broker::auth::ScramMethod::credential_line("alice", "wonderland").unwrap();
+        let users = dir.write("scram_users", format!("{line}\n"));
+        let broker = support::ours::OurBroker::start_with(mqtt_broker::config::Config {
+            scram_users_file: users.to_string_lossy().into_owned(),
+            ..mqtt_broker::config::Config::default()
+        });
+        let opts = || {
+            ConnectOptions::new("127.0.0.1", broker.port())
+                .connect_timeout(Duration::from_secs(10))
+                .reconnect(None)
+        };
+        let (c, mut events) = Client::connect(opts().scram_sha256("alice", "wonderland"))
+            .await
+            .unwrap();
+        match events.recv().await {
+            Some(Event::Connected { properties, .. }) => assert_eq!(
+                properties
+                    .authentication_method
+                    .as_ref()
+                    .map(MqttString::as_str),
+                Some("SCRAM-SHA-256")
+            ),
+            other => panic!("{other:?}"),
+        }
+        c.publish("scram/ok", "in", QoS::AtLeastOnce, false)
+            .await
+            .unwrap();
+        c.disconnect().await.unwrap();
+
+        for (user, password) in [("alice", "looking-glass"), ("bob", "wonderland")] {
+            match Client::connect(opts().scram_sha256(user, password)).await {
+                Err(mqtt_client::Error::Refused(code)) => {
+                    assert_eq!(code, ReasonCode::NotAuthorized, "{user}/{password}");
+                }
+                other => panic!("{user}/{password}: {other:?}"),
+            }
+        }
+        for peer in peers() {
+            match Client::connect(options(&peer).reconnect(None).scram_sha256("alice", "x")).await {
+                Err(mqtt_client::Error::Refused(code)) => {
+                    assert_eq!(code, ReasonCode::BadAuthenticationMethod, "{}", peer.name());
+                }
+                other => panic!("{}: {other:?}", peer.name()),
+            }
+        }
+    })
+    .await;
+}

@@ -56,6 +56,7 @@ pub fn server_session(data: &[u8]) {
         max_incoming_qos2: 8,
         max_topic_alias: 4,
         validate_utf8_payload: knobs & 0x20 != 0,
+        max_session_expiry: 60,
     };
     let mut session = Session::new(MqttString::from_static("fuzz").unwrap(), true, limits);
     let mut attach = Attach::new(version, 10, None);
@@ -101,7 +102,8 @@ pub fn server_session(data: &[u8]) {
                 let _ = session.detach(true);
                 session.attach(attach.clone(), now);
             }
-            Ok(None) => {}
+            // AUTH is the driver's business (the broker's authentication methods).
+            Ok(Some(Action::Auth(_)) | None) => {}
         }
         if session.handle_timeout(now).is_err() {
             let _ = session.detach(false);
@@ -147,6 +149,7 @@ pub fn client_session(data: &[u8]) {
             max_inflight,
             max_incoming_qos2: 8,
             resubscribe_batch: 2,
+            topic_alias_maximum: u16::from(knobs & 0x03),
         },
     );
     let mut now = Instant::now();

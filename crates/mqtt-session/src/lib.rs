@@ -29,6 +29,9 @@
 //! The client side is [`client::ClientSession`]: the same bookkeeping seen from the other end
 //! (packet identifiers, messages in flight, QoS 2 receipts, keep alive), driven by `mqtt-client`.
 //!
+//! [`scram`] is SCRAM-SHA-256, the challenge-response behind MQTT 5.0 enhanced authentication,
+//! for both ends.
+//!
 //! The [`store::SessionStore`] trait keeps sessions whose client is gone; the in-memory
 //! [`store::MemoryStore`] is the default.
 
@@ -45,6 +48,7 @@
 pub mod client;
 #[cfg(fuzzing)]
 pub mod fuzzing;
+pub mod scram;
 mod session;
 pub mod store;
 

@@ -134,6 +134,9 @@ pub enum Action {
     Subscribe(Subscribe),
     /// Remove subscriptions, then answer with an UNSUBACK.
     Unsubscribe(Unsubscribe),
+    /// (5.0) An AUTH packet: enhanced authentication goes on (re-authentication), which the
+    /// connection's driver carries out with the broker's authentication method.
+    Auth(Box<mqtt_codec::Auth>),
     /// The client said goodbye: close the connection, publishing the will only if it asked
     /// for that (5.0 reason 0x04, "disconnect with will message").
     Disconnect {
@@ -708,6 +711,7 @@ impl Session {
                 Some("MQTT-3.1.0-2"),
                 "second CONNECT on a connection",
             )),
+            Packet::Auth(auth) if self.is_v5() => Ok(Some(Action::Auth(auth))),
             Packet::ConnAck(_)
             | Packet::SubAck(_)
             | Packet::UnsubAck(_)

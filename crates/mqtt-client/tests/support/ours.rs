@@ -68,7 +68,9 @@ impl OurBroker {
                 };
                 let port = listener.local_addr().expect("address").port();
                 ready_tx.send(port).expect("ready");
-                let broker = Arc::new(Broker::new(config, std::time::Instant::now()));
+                let broker = Arc::new(
+                    Broker::from_config(config, std::time::Instant::now()).expect("configuration"),
+                );
                 tokio::spawn(mqtt_broker::serve(
                     listener,
                     broker,
