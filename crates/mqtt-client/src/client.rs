@@ -324,6 +324,33 @@ impl Client {
             .await
     }
 
+    /// (5.0) Re-authenticates on the live connection with SCRAM-SHA-256 (the credentials of
+    /// [`ConnectOptions::scram_sha256`]): AUTH 0x19, the server's challenge, the proof, and the
+    /// server's own proof in AUTH 0x00 (MQTT 5.0 section 4.12.1). Other requests go on
+    /// meanwhile.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] without SCRAM credentials or MQTT 5.0, or with a
+    /// re-authentication already under way; [`Error::Disconnected`] when the connection is down
+    /// or goes (a server that refuses closes it: DISCONNECT 0x87); [`Error::Connection`] when the
+    /// server's proof does not verify; [`Error::Timeout`] after the request timeout.
+    pub async fn reauthenticate(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Reauthenticate { reply: tx }).await?;
+        let reply = async {
+            match rx.await {
+                Ok(result) => result,
+                Err(_) => Err(Error::Closed),
+            }
+        };
+        match self.inner.request_timeout {
+            Some(limit) => tokio::time::timeout(limit, reply)
+                .await
+                .unwrap_or(Err(Error::Timeout("the re-authentication"))),
+            None => reply.await,
+        }
+    }
+
     /// (5.0) As [`Client::disconnect`], with this DISCONNECT: reason 0x04 ("disconnect with
     /// will message") asks the server to publish the will all the same; a Session Expiry
     /// Interval property changes how long the server keeps the session (not from 0 to more).

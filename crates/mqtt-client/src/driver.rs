@@ -51,6 +51,10 @@ pub(crate) enum Command {
         properties: UnsubscribeProperties,
         reply: oneshot::Sender<Result<Vec<ReasonCode>, Error>>,
     },
+    /// (5.0) Re-authenticate with SCRAM-SHA-256 on the live connection.
+    Reauthenticate {
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
     /// Answered with the number of requests abandoned unfinished.
     Disconnect {
         reply: oneshot::Sender<usize>,
@@ -129,6 +133,11 @@ struct Driver {
     disconnect: Option<(Vec<oneshot::Sender<usize>>, Instant)>,
     /// The DISCONNECT the client asked to end with.
     farewell: Disconnect,
+    /// (5.0) A re-authentication under way, and who waits for it.
+    reauth: Option<(
+        mqtt_session::scram::ScramClient,
+        oneshot::Sender<Result<(), Error>>,
+    )>,
     rng: u64,
 }
 
@@ -174,6 +183,7 @@ pub(crate) fn spawn(
         first,
         disconnect: None,
         farewell: Disconnect::new(ReasonCode::NORMAL_DISCONNECTION),
+        reauth: None,
         rng,
     };
     let handle = tokio::runtime::Handle::try_current().map_err(|_| Error::InvalidOption {
@@ -228,6 +238,9 @@ impl Driver {
                     let end = self.serve(link).await;
                     self.shared.connected.store(false, Ordering::Relaxed);
                     self.session.disconnected();
+                    if let Some((_, reply)) = self.reauth.take() {
+                        let _ = reply.send(Err(Error::Disconnected));
+                    }
                     match end {
                         End::Stop(reason) => {
                             info!(%reason, "disconnected");
@@ -318,6 +331,10 @@ impl Driver {
                 Command::Publish { reply, .. } => Token::Publish(reply).fail(closed),
                 Command::Subscribe { reply, .. } => Token::Subscribe(reply).fail(closed),
                 Command::Unsubscribe { reply, .. } => Token::Unsubscribe(reply).fail(closed),
+                Command::Reauthenticate { reply } => {
+                    let _ = reply.send(Err(closed()));
+                    continue;
+                }
                 Command::Disconnect { reply, .. } => {
                     replies.push(reply);
                     continue;
@@ -561,6 +578,7 @@ impl Driver {
             return;
         };
         match command {
+            Command::Reauthenticate { reply } => self.reauthenticate(reply),
             Command::Publish {
                 publish,
                 qos,
@@ -605,6 +623,82 @@ impl Driver {
         }
     }
 
+    /// (5.0) Starts a SCRAM-SHA-256 re-authentication: AUTH 0x19 with a fresh client-first
+    /// message (MQTT-4.12.1-1).
+    fn reauthenticate(&mut self, reply: oneshot::Sender<Result<(), Error>>) {
+        let refuse = |reason: &str| Error::InvalidOption {
+            option: "scram_sha256",
+            reason: reason.to_owned(),
+        };
+        let Some((user, password)) = self.options.scram.clone() else {
+            let _ = reply.send(Err(refuse(
+                "re-authentication needs SCRAM-SHA-256 credentials",
+            )));
+            return;
+        };
+        if !self.session.version().is_v5() {
+            let _ = reply.send(Err(refuse("re-authentication needs MQTT 5.0")));
+            return;
+        }
+        if self.reauth.is_some() {
+            let _ = reply.send(Err(refuse("a re-authentication is already under way")));
+            return;
+        }
+        if !self.session.is_connected() {
+            let _ = reply.send(Err(Error::Disconnected));
+            return;
+        }
+        let nonce = match scram_nonce() {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = reply.send(Err(Error::Connection(e)));
+                return;
+            }
+        };
+        let (client, first) = mqtt_session::scram::ScramClient::start(&user, &password, &nonce);
+        self.session
+            .send_auth(scram_auth_body(ReasonCode::ReAuthenticate, first));
+        self.reauth = Some((client, reply));
+    }
+
+    /// (5.0) The server's AUTH during a re-authentication: the challenge (answered with the
+    /// proof) or the success (whose proof of the server is checked).
+    fn auth_from_server(&mut self, auth: &mqtt_codec::Auth) {
+        let Some((mut client, reply)) = self.reauth.take() else {
+            warn!(reason = ?auth.reason_code, "AUTH from the server with no exchange under way");
+            return;
+        };
+        let failed = |e: String| Error::Connection(ConnectionError::Protocol(e));
+        let text = match auth_text(auth.properties.authentication_data.as_ref()) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = reply.send(Err(Error::Connection(e)));
+                return;
+            }
+        };
+        match auth.reason_code {
+            ReasonCode::ContinueAuthentication => match client.server_first(&text) {
+                Ok(last) => {
+                    self.session
+                        .send_auth(scram_auth_body(ReasonCode::ContinueAuthentication, last));
+                    self.reauth = Some((client, reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(failed(format!("SCRAM: {e}"))));
+                }
+            },
+            ReasonCode::Success => {
+                let result = client
+                    .server_final(&text)
+                    .map_err(|e| failed(format!("SCRAM: {e}")));
+                let _ = reply.send(result);
+            }
+            other => {
+                let _ = reply.send(Err(Error::Rejected(other)));
+            }
+        }
+    }
+
     /// Answers completed requests and queues the session's events.
     fn collect(&mut self) {
         while let Some(event) = self.session.poll_event() {
@@ -622,6 +716,7 @@ impl Driver {
                     }
                     Token::Publish(_) => {}
                 },
+                ClientEvent::Auth(auth) => self.auth_from_server(&auth),
                 ClientEvent::ResubscribeFailed { filter, code } => {
                     warn!(%filter, ?code, "re-subscription refused");
                     self.emit(Event::SubscriptionLost { filter, code });
@@ -819,10 +914,15 @@ fn auth_text(data: Option<&Secret>) -> Result<String, ConnectionError> {
 
 /// An AUTH packet of the SCRAM-SHA-256 exchange.
 fn scram_auth(reason: ReasonCode, data: String) -> Packet {
+    Packet::from(scram_auth_body(reason, data))
+}
+
+/// The AUTH of the SCRAM-SHA-256 exchange with this reason and data.
+fn scram_auth_body(reason: ReasonCode, data: String) -> mqtt_codec::Auth {
     let mut auth = mqtt_codec::Auth::new(reason);
     auth.properties.authentication_method = MqttString::try_from(mqtt_session::scram::METHOD).ok();
     auth.properties.authentication_data = Some(Secret::new(data.into_bytes()));
-    Packet::from(auth)
+    auth
 }
 
 /// A fresh client nonce: 18 random bytes, Base64.

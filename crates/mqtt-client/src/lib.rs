@@ -38,7 +38,8 @@
 //!   ([`Client::subscribe_with`]: no local, retain as published, retain handling, subscription
 //!   identifier), DISCONNECT ([`Client::disconnect_with`]). The server's Receive Maximum,
 //!   Maximum Packet Size and Server Keep Alive are obeyed and its topic aliases resolved.
-//!   Enhanced authentication with SCRAM-SHA-256 ([`ConnectOptions::scram_sha256`]). TLS
+//!   Enhanced authentication with SCRAM-SHA-256 ([`ConnectOptions::scram_sha256`],
+//!   [`Client::reauthenticate`]). TLS
 //!   through rustls ([`TlsOptions`]).
 //!
 //! The protocol bookkeeping is the sans-IO [`mqtt_session::client::ClientSession`]; this crate

@@ -305,8 +305,8 @@ async fn v5_mqtt_3_3_2_10_server_topic_aliases_are_resolved() {
 }
 
 /// MQTT-4.12.0-2 / MQTT-4.12.0-3 / MQTT-4.12.0-5: SCRAM-SHA-256 enhanced authentication against
-/// our broker: the right password connects (and the server proves itself in CONNACK), a wrong
-/// one is refused with 0x87; a broker that does not offer the method (ours without users,
+/// our broker: the right password connects (and the server proves itself in CONNACK) and can
+/// re-authenticate (MQTT-4.12.1-1), a wrong one is refused with 0x87; a broker that does not offer the method (ours without users,
 /// Mosquitto without an authentication plugin) refuses with 0x8C (MQTT-4.12.0-1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v5_mqtt_4_12_0_2_scram_sha_256_enhanced_authentication() {
@@ -339,7 +339,25 @@ async fn v5_mqtt_4_12_0_2_scram_sha_256_enhanced_authentication() {
         c.publish("scram/ok", "in", QoS::AtLeastOnce, false)
             .await
             .unwrap();
+        // [MQTT-4.12.1-1] Re-authentication on the live connection, twice; the connection
+        // carries on.
+        c.reauthenticate().await.unwrap();
+        c.reauthenticate().await.unwrap();
+        c.publish("scram/ok", "still in", QoS::AtLeastOnce, false)
+            .await
+            .unwrap();
         c.disconnect().await.unwrap();
+        // Without SCRAM credentials there is nothing to re-authenticate with.
+        let (plain, _e) = Client::connect(options(&support::Peer::Ours(
+            support::ours::OurBroker::start(),
+        )))
+        .await
+        .unwrap();
+        assert!(matches!(
+            plain.reauthenticate().await,
+            Err(mqtt_client::Error::InvalidOption { .. })
+        ));
+        plain.disconnect().await.unwrap();
 
         for (user, password) in [("alice", "looking-glass"), ("bob", "wonderland")] {
             match Client::connect(opts().scram_sha256(user, password)).await {

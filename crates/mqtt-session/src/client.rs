@@ -75,6 +75,9 @@ pub enum ClientEvent<T> {
         /// The UNSUBACK's codes.
         codes: Vec<ReasonCode>,
     },
+    /// (5.0) An AUTH packet from the server (enhanced authentication under way): the driver's
+    /// authentication method answers it with [`ClientSession::send_auth`].
+    Auth(Box<mqtt_codec::Auth>),
     /// A subscription the machine re-made after the server lost the session was refused.
     ResubscribeFailed {
         /// The filter.
@@ -390,7 +393,9 @@ impl<T> ClientSession<T> {
                 ClientEvent::Published { token, .. }
                 | ClientEvent::Subscribed { token, .. }
                 | ClientEvent::Unsubscribed { token, .. } => tokens.push(token),
-                ClientEvent::Message(_) | ClientEvent::ResubscribeFailed { .. } => {}
+                ClientEvent::Message(_)
+                | ClientEvent::Auth(_)
+                | ClientEvent::ResubscribeFailed { .. } => {}
             }
         }
         tokens
@@ -567,6 +572,13 @@ impl<T> ClientSession<T> {
         }
     }
 
+    /// (5.0) Queues an AUTH packet (re-authentication); nothing happens while disconnected.
+    pub fn send_auth(&mut self, auth: mqtt_codec::Auth) {
+        if self.connected {
+            self.transmit.push_back(Packet::from(auth));
+        }
+    }
+
     /// Handles a packet from the server.
     ///
     /// # Errors
@@ -592,6 +604,9 @@ impl<T> ClientSession<T> {
             Packet::SubAck(ack) => self.sub_acked(ack)?,
             Packet::UnsubAck(ack) => self.unsub_acked(ack)?,
             Packet::PingResp => self.pong_deadline = None,
+            Packet::Auth(auth) if self.version.is_v5() => {
+                self.events.push_back(ClientEvent::Auth(auth));
+            }
             Packet::Disconnect(disconnect) if self.version.is_v5() => {
                 return Err(ClientClose::ServerDisconnect(disconnect.reason_code));
             }

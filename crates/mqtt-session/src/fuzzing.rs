@@ -213,7 +213,9 @@ pub fn client_session(data: &[u8]) {
                 | ClientEvent::Unsubscribed { token, .. } => {
                     assert!(answered.insert(token), "request {token} answered twice");
                 }
-                ClientEvent::Message(_) | ClientEvent::ResubscribeFailed { .. } => {}
+                ClientEvent::Message(_)
+                | ClientEvent::Auth(_)
+                | ClientEvent::ResubscribeFailed { .. } => {}
             }
         }
         assert!(session.inflight() <= usize::from(max_inflight));

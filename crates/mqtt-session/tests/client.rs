@@ -106,6 +106,7 @@ fn events(c: &mut ClientSession<u32>) -> Vec<String> {
             ClientEvent::ResubscribeFailed { filter, code } => {
                 format!("resubscribe failed {filter} {code:?}")
             }
+            ClientEvent::Auth(a) => format!("auth {:?}", a.reason_code),
         });
     }
     v
