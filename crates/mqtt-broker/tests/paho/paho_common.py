@@ -77,7 +77,16 @@ class Manual:
     """
 
     def __init__(
-        self, host, port, client_id, clean_session=True, keepalive=30, will=None, v5=False, properties=None
+        self,
+        host,
+        port,
+        client_id,
+        clean_session=True,
+        keepalive=30,
+        will=None,
+        v5=False,
+        properties=None,
+        manual_ack=False,
     ):
         self.host = host
         self.port = port
@@ -91,6 +100,7 @@ class Manual:
             client_id=client_id,
             clean_session=None if v5 else clean_session,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            manual_ack=manual_ack,
         )
         if will is not None:
             topic, payload, qos, retain = will[:4]
