@@ -120,6 +120,10 @@ def main(host, port):
     c.connect()
     c.subscribe(expiring, 1)
     c.disconnect()
+    # paho reports the disconnection when its socket closes; give the broker time to detach the
+    # session, so that the messages below are queued, not sent to the closing connection (a
+    # message whose delivery started is sent again on resume, expired or not).
+    time.sleep(0.5)
     a.publish(expiring, "short", qos=1,
               properties=properties(PacketTypes.PUBLISH, MessageExpiryInterval=1))
     a.publish(expiring, "long", qos=1,
