@@ -26,7 +26,7 @@ use mqtt_codec::{
     RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
 };
 use mqtt_session::store::{MemoryStore, SessionStore};
-use mqtt_session::{Action, Attach, Close, Delivery, Limits, Session};
+use mqtt_session::{Action, Attach, Close, Delivery, DeliveryExtras, Limits, Session};
 use mqtt_topic::{
     MqttString, Publisher, RetainedTree, SharedIndex, SubscriptionData, SubscriptionIndex,
     TopicName,
@@ -766,7 +766,7 @@ impl Broker {
     /// group has no other member.
     fn redeliver_shared(&self, from: &SessionHandle, orphans: Vec<Delivery>, now: Instant) {
         for orphan in orphans {
-            let Some(filter) = orphan.shared.as_ref() else {
+            let Some(filter) = orphan.shared() else {
                 continue;
             };
             let choice = self.index.read().choose_other(
@@ -787,15 +787,18 @@ impl Broker {
                     _ => continue,
                 }
             };
+            let expires_at = orphan.expires_at();
             let publish = orphan.publish;
-            let delivery = Delivery {
-                qos: publish.qos.qos().min(d.qos),
-                retain: d.retain_as_published && publish.retain,
-                expires_at: orphan.expires_at,
+            let delivery = Delivery::new(
+                Arc::clone(&publish),
+                publish.qos.qos().min(d.qos),
+                d.retain_as_published && publish.retain,
+            )
+            .with_extras(DeliveryExtras {
+                expires_at,
                 identifiers: d.identifiers.iter().collect(),
                 shared: d.shared,
-                publish,
-            };
+            });
             let mut slot = handle.lock();
             if slot.session.deliver(delivery, now) {
                 slot.wake();
@@ -984,16 +987,20 @@ impl Broker {
             let Some(Some(handle)) = by_key.get(d.session as usize) else {
                 continue;
             };
-            let delivery = Delivery {
-                publish: Arc::clone(&publish),
-                qos: qos.min(d.qos),
-                // Forwarded to an existing subscription: RETAIN is cleared [MQTT-3.3.1-9]
-                // unless the subscription asked to keep it (5.0 Retain As Published).
-                retain: d.retain_as_published && publish.retain,
-                expires_at,
-                identifiers: d.identifiers.iter().collect(),
-                shared: d.shared,
-            };
+            // Forwarded to an existing subscription: RETAIN is cleared [MQTT-3.3.1-9] unless the
+            // subscription asked to keep it (5.0 Retain As Published).
+            let mut delivery = Delivery::new(
+                Arc::clone(&publish),
+                qos.min(d.qos),
+                d.retain_as_published && publish.retain,
+            );
+            if expires_at.is_some() || !d.identifiers.is_empty() || d.shared.is_some() {
+                delivery = delivery.with_extras(DeliveryExtras {
+                    expires_at,
+                    identifiers: d.identifiers.iter().collect(),
+                    shared: d.shared,
+                });
+            }
             let mut slot = handle.lock();
             let before = slot.session.stats();
             if slot.session.deliver(delivery, now) {
@@ -1109,14 +1116,14 @@ impl Broker {
                     if r.expires_at.is_some_and(|at| now >= at) {
                         return;
                     }
-                    retained.push(Delivery {
-                        publish: Arc::clone(&r.publish),
-                        qos: r.qos.min(options.qos),
-                        retain: true,
-                        expires_at: r.expires_at,
-                        identifiers: identifier.into_iter().collect(),
-                        shared: None,
-                    });
+                    retained.push(
+                        Delivery::new(Arc::clone(&r.publish), r.qos.min(options.qos), true)
+                            .with_extras(DeliveryExtras {
+                                expires_at: r.expires_at,
+                                identifiers: identifier.into_iter().collect(),
+                                shared: None,
+                            }),
+                    );
                 });
             }
             handle.lock().session.add_subscription(&s.filter, data);

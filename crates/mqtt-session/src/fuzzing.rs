@@ -20,7 +20,7 @@ use mqtt_codec::{
 use mqtt_topic::{MqttString, SubscriptionData};
 
 use crate::client::{ClientEvent, ClientLimits, ClientSession};
-use crate::{Action, Attach, Delivery, Limits, Outgoing, Session};
+use crate::{Action, Attach, Delivery, DeliveryExtras, Limits, Outgoing, Session};
 
 fn split(data: &[u8]) -> (ProtocolVersion, u8, &[u8]) {
     let (mode, knobs, rest) = match data {
@@ -80,8 +80,10 @@ pub fn server_session(data: &[u8]) {
             Ok(Some(Action::Route(publish))) => {
                 let qos = publish.qos.qos();
                 let retain = publish.retain;
-                let mut delivery = Delivery::new(publish, qos, retain);
-                delivery.expires_at = (knobs & 0x80 != 0).then(|| now + Duration::from_secs(1));
+                let delivery = Delivery::new(publish, qos, retain).with_extras(DeliveryExtras {
+                    expires_at: (knobs & 0x80 != 0).then(|| now + Duration::from_secs(1)),
+                    ..DeliveryExtras::default()
+                });
                 session.deliver(delivery, now);
             }
             Ok(Some(Action::Subscribe(subscribe))) => {

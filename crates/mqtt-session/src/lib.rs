@@ -52,4 +52,6 @@ pub mod scram;
 mod session;
 pub mod store;
 
-pub use session::{Action, Attach, Close, Delivery, Limits, Outgoing, Session, SessionStats};
+pub use session::{
+    Action, Attach, Close, Delivery, DeliveryExtras, Limits, Outgoing, Session, SessionStats,
+};

@@ -54,7 +54,9 @@ impl Default for Limits {
 
 /// A message on its way to this session: the PUBLISH as it was received (shared by every
 /// subscriber, never copied), the QoS it is delivered at (already lowered to the subscription's
-/// maximum) and the RETAIN flag it carries.
+/// maximum) and the RETAIN flag it carries. Small on purpose (three words): the MQTT 5.0 extras
+/// sit behind a box that only messages with an expiry, subscription identifiers or a shared
+/// subscription allocate.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// The message; its own QoS, packet identifier, DUP and RETAIN are ignored.
@@ -63,6 +65,13 @@ pub struct Delivery {
     pub qos: QoS,
     /// The RETAIN flag of the PUBLISH sent.
     pub retain: bool,
+    /// (5.0) Expiry, subscription identifiers, shared subscription; `None` when none applies.
+    pub extras: Option<Box<DeliveryExtras>>,
+}
+
+/// The parts of a [`Delivery`] few messages have.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryExtras {
     /// (5.0) When the message expires (its Message Expiry Interval after it arrived): an
     /// expired message is no longer sent, and the interval sent is what remains.
     pub expires_at: Option<Instant>,
@@ -82,10 +91,31 @@ impl Delivery {
             publish,
             qos,
             retain,
-            expires_at: None,
-            identifiers: Vec::new(),
-            shared: None,
+            extras: None,
         }
+    }
+
+    /// This delivery with these extras (none kept if they are all empty).
+    pub fn with_extras(mut self, extras: DeliveryExtras) -> Self {
+        self.extras = (extras != DeliveryExtras::default()).then(|| Box::new(extras));
+        self
+    }
+
+    /// When the message expires.
+    pub fn expires_at(&self) -> Option<Instant> {
+        self.extras.as_ref().and_then(|e| e.expires_at)
+    }
+
+    /// The matching subscriptions' identifiers.
+    pub fn identifiers(&self) -> &[SubscriptionId] {
+        self.extras
+            .as_ref()
+            .map_or(&[], |e| e.identifiers.as_slice())
+    }
+
+    /// The shared subscription that chose this session, if one did.
+    pub fn shared(&self) -> Option<&TopicFilter> {
+        self.extras.as_ref().and_then(|e| e.shared.as_ref())
     }
 
     fn size(&self) -> usize {
@@ -93,12 +123,12 @@ impl Delivery {
     }
 
     fn expired(&self, now: Instant) -> bool {
-        self.expires_at.is_some_and(|at| now >= at)
+        self.expires_at().is_some_and(|at| now >= at)
     }
 
     /// What remains of the message's lifetime, rounded up to whole seconds.
     fn remaining_secs(&self, now: Instant) -> Option<u32> {
-        self.expires_at.map(|at| {
+        self.expires_at().map(|at| {
             let left = at.saturating_duration_since(now);
             let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
             u32::try_from(secs).unwrap_or(u32::MAX)
@@ -432,7 +462,7 @@ impl Session {
         let mut taken = Vec::new();
         let mut kept = VecDeque::with_capacity(self.inflight.len());
         for f in self.inflight.drain(..) {
-            if f.delivery.shared.is_some() && f.state != Await::Complete {
+            if f.delivery.shared().is_some() && f.state != Await::Complete {
                 if !f.sent {
                     self.unsent = self.unsent.saturating_sub(1);
                 }
@@ -444,7 +474,7 @@ impl Session {
         self.inflight = kept;
         let mut queue = VecDeque::with_capacity(self.queue.len());
         for d in self.queue.drain(..) {
-            if d.shared.is_some() {
+            if d.shared().is_some() {
                 self.queued_bytes = self.queued_bytes.saturating_sub(d.size());
                 taken.push(d);
             } else {
@@ -935,31 +965,45 @@ impl Session {
             self.stats.dropped_too_large += 1;
             return false;
         }
+        let Some(c) = &mut self.connection else {
+            return false;
+        };
+        let properties = c.properties(&delivery, now);
         let qos = match delivery.qos {
             QoS::AtMostOnce => QosPid::AtMostOnce,
             qos => {
                 let id = self.allocate_id();
-                self.inflight.push_back(Inflight {
-                    sent: true,
-                    id,
-                    delivery: delivery.clone(),
-                    state: if qos == QoS::AtLeastOnce {
-                        Await::Ack
-                    } else {
-                        Await::Received
-                    },
-                });
                 qos_pid(qos, id)
             }
         };
+        let envelope = Envelope {
+            qos,
+            dup: false,
+            retain: delivery.retain,
+        };
+        // The message itself moves into the outbox; a QoS 1 or 2 one is also kept in flight.
+        let publish = if let Some(id) = qos.packet_id() {
+            let publish = Arc::clone(&delivery.publish);
+            self.inflight.push_back(Inflight {
+                sent: true,
+                id,
+                state: if delivery.qos == QoS::AtLeastOnce {
+                    Await::Ack
+                } else {
+                    Await::Received
+                },
+                delivery,
+            });
+            publish
+        } else {
+            delivery.publish
+        };
         if let Some(c) = &mut self.connection {
-            let envelope = Envelope {
-                qos,
-                dup: false,
-                retain: delivery.retain,
-            };
-            let item = c.publish(&delivery, envelope, now);
-            c.outbox.push(item);
+            c.outbox.push(Outgoing::Publish {
+                publish,
+                envelope,
+                properties,
+            });
         }
         true
     }
@@ -981,22 +1025,26 @@ impl Connection {
     /// The outgoing PUBLISH of a delivery on this connection: in 5.0 with the remaining
     /// expiry, the subscription identifiers and a topic alias when the client allows them.
     fn publish(&mut self, delivery: &Delivery, envelope: Envelope, now: Instant) -> Outgoing {
-        let mut properties = DeliveryProperties::default();
-        if self.version.is_v5() {
-            properties.message_expiry_interval = delivery.remaining_secs(now);
-            properties
-                .subscription_identifiers
-                .clone_from(&delivery.identifiers);
-            if let Some((alias, known)) = self.aliases_out.alias(&delivery.publish.topic) {
-                properties.topic_alias = Some(alias);
-                properties.omit_topic = known;
-            }
-        }
+        let properties = self.properties(delivery, now);
         Outgoing::Publish {
             publish: Arc::clone(&delivery.publish),
             envelope,
             properties,
         }
+    }
+
+    /// The per-delivery properties of a PUBLISH on this connection.
+    fn properties(&mut self, delivery: &Delivery, now: Instant) -> DeliveryProperties {
+        let mut properties = DeliveryProperties::default();
+        if self.version.is_v5() {
+            properties.message_expiry_interval = delivery.remaining_secs(now);
+            properties.subscription_identifiers = delivery.identifiers().to_vec();
+            if let Some((alias, known)) = self.aliases_out.alias(&delivery.publish.topic) {
+                properties.topic_alias = Some(alias);
+                properties.omit_topic = known;
+            }
+        }
+        properties
     }
 
     /// Whether the delivery, sent in full (topic name and a new alias), would exceed the
@@ -1006,7 +1054,7 @@ impl Connection {
             topic_alias: (self.aliases_out.max > 0).then_some(NonZeroU16::MIN),
             omit_topic: false,
             message_expiry_interval: delivery.remaining_secs(now),
-            subscription_identifiers: delivery.identifiers.clone(),
+            subscription_identifiers: delivery.identifiers().to_vec(),
         };
         let envelope = Envelope {
             qos: qos_pid(delivery.qos, PacketId::from(NonZeroU16::MIN)),
