@@ -53,19 +53,48 @@ pub enum AuthStep {
 pub struct ScramMethod {
     users: HashMap<String, Credentials>,
     rng: SystemRandom,
-    /// A per-process secret: unknown users get made-up credentials derived from it, so that a
-    /// client cannot tell an unknown user from a wrong password.
+    /// A secret unknown users' made-up credentials derive from, so that a client cannot tell an
+    /// unknown user from a wrong password: the same across restarts for the same credentials
+    /// file (otherwise a decoy's salt would change with a restart and a real user's not).
     secret: [u8; 32],
+    /// The iteration count and salt length of the decoys: the most common among the users.
+    decoy_iterations: u32,
+    decoy_salt_len: usize,
 }
 
 impl ScramMethod {
-    /// A method with these users.
+    /// A method with these users (decoys derived from a random secret).
     pub fn new(users: HashMap<String, Credentials>) -> Self {
         let rng = SystemRandom::new();
         let mut secret = [0u8; 32];
-        // Without randomness the made-up credentials are merely predictable: still refused.
+        // Without randomness the decoys are merely predictable: still refused.
         let _ = rng.fill(&mut secret);
-        Self { users, rng, secret }
+        Self::with_secret(users, secret)
+    }
+
+    fn with_secret(users: HashMap<String, Credentials>, secret: [u8; 32]) -> Self {
+        fn most_common(values: impl Iterator<Item = usize>, default: usize) -> usize {
+            let mut counts: HashMap<usize, usize> = HashMap::new();
+            for v in values {
+                *counts.entry(v).or_default() += 1;
+            }
+            counts
+                .into_iter()
+                .max_by_key(|&(value, count)| (count, value))
+                .map_or(default, |(value, _)| value)
+        }
+        let decoy_iterations = most_common(
+            users.values().map(|c| c.iterations as usize),
+            scram::DEFAULT_ITERATIONS as usize,
+        );
+        let decoy_salt_len = most_common(users.values().map(|c| c.salt.len()), 16).min(32);
+        Self {
+            users,
+            rng: SystemRandom::new(),
+            secret,
+            decoy_iterations: u32::try_from(decoy_iterations).unwrap_or(scram::DEFAULT_ITERATIONS),
+            decoy_salt_len,
+        }
     }
 
     /// Reads a credentials file: one `user:SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`
@@ -84,6 +113,9 @@ impl ScramMethod {
     /// # Errors
     /// A malformed line, named by its number.
     pub fn parse(text: &str) -> Result<Self, String> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        let mut secret = [0u8; 32];
+        secret.copy_from_slice(digest.as_ref());
         let mut users = HashMap::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -97,7 +129,7 @@ impl ScramMethod {
                 Credentials::from_text(credentials).map_err(|e| format!("line {}: {e}", n + 1))?;
             users.insert(user.to_owned(), credentials);
         }
-        Ok(Self::new(users))
+        Ok(Self::with_secret(users, secret))
     }
 
     /// A credentials line for `user` with `password`: a random salt, the default iteration
@@ -115,11 +147,13 @@ impl ScramMethod {
         Ok(format!("{user}:{}", credentials.to_text()))
     }
 
-    fn nonce(&self) -> String {
+    /// A fresh server nonce; `None` without a random source (the exchange then fails: a
+    /// predictable nonce would let a recorded exchange be replayed).
+    fn nonce(&self) -> Option<String> {
         use base64::Engine as _;
         let mut bytes = [0u8; 18];
-        let _ = self.rng.fill(&mut bytes);
-        base64::engine::general_purpose::STANDARD.encode(bytes)
+        self.rng.fill(&mut bytes).ok()?;
+        Some(base64::engine::general_purpose::STANDARD.encode(bytes))
     }
 
     /// Made-up credentials for an unknown user: the exchange runs its course and fails at the
@@ -130,8 +164,12 @@ impl ScramMethod {
         let mut stored_key = [0u8; 32];
         stored_key.copy_from_slice(tag.as_ref());
         Credentials {
-            salt: tag.as_ref().get(..16).unwrap_or_default().to_vec(),
-            iterations: scram::DEFAULT_ITERATIONS,
+            salt: tag
+                .as_ref()
+                .get(..self.decoy_salt_len)
+                .unwrap_or_default()
+                .to_vec(),
+            iterations: self.decoy_iterations,
             stored_key,
             server_key: stored_key,
         }
@@ -154,7 +192,10 @@ impl AuthMethod for ScramMethod {
             Some(c) => c.clone(),
             None => self.decoy(&user),
         };
-        match ScramServer::start(first, credentials, &self.nonce()) {
+        let Some(nonce) = self.nonce() else {
+            return AuthStep::Failure(ReasonCode::UnspecifiedError);
+        };
+        match ScramServer::start(first, credentials, &nonce) {
             Ok((server, server_first)) => AuthStep::Continue(
                 Bytes::from(server_first.into_bytes()),
                 Box::new(ScramConversation { server }),
@@ -228,6 +269,44 @@ mod tests {
                 AuthStep::Failure(ReasonCode::NotAuthorized)
             ));
         }
+    }
+
+    #[test]
+    fn an_unknown_users_challenge_is_stable_across_restarts() {
+        let text = format!(
+            "{}\n",
+            ScramMethod::credential_line("alice", "wonderland").unwrap()
+        );
+        let salt_of = |method: &ScramMethod, user: &str| {
+            let first = format!("n,,n={user},r=abc");
+            let AuthStep::Continue(server_first, _) = method.start(first.as_bytes()) else {
+                panic!("expected a challenge");
+            };
+            let text = String::from_utf8(server_first.to_vec()).unwrap();
+            let salt = text
+                .split(',')
+                .find(|p| p.starts_with("s="))
+                .unwrap()
+                .to_owned();
+            let iterations = text
+                .split(',')
+                .find(|p| p.starts_with("i="))
+                .unwrap()
+                .to_owned();
+            (salt, iterations)
+        };
+        // Two broker starts on the same file: the decoy does not change, as a real user's
+        // credentials do not, and looks like them (same iteration count, same salt length).
+        let first_start = ScramMethod::parse(&text).unwrap();
+        let second_start = ScramMethod::parse(&text).unwrap();
+        assert_eq!(
+            salt_of(&first_start, "mallory"),
+            salt_of(&second_start, "mallory")
+        );
+        let (decoy_salt, decoy_iterations) = salt_of(&first_start, "mallory");
+        let (real_salt, real_iterations) = salt_of(&first_start, "alice");
+        assert_eq!(decoy_iterations, real_iterations);
+        assert_eq!(decoy_salt.len(), real_salt.len());
     }
 
     #[test]

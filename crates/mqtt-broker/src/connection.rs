@@ -71,6 +71,53 @@ pub(crate) async fn run(
     broker: Arc<Broker>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Boxed: the handshake's state (the CONNECT, an authentication exchange, the CONNACK) is
+    // large and short-lived; inline, every idle connection would keep room for it.
+    let Some(accepted) = Box::pin(handshake(stream, peer, &broker, &mut stop)).await else {
+        return;
+    };
+    let Accepted {
+        link,
+        reader,
+        writer,
+        incoming,
+    } = accepted;
+    let handle = Arc::clone(&link.handle);
+    let generation = link.generation;
+    // Boxed too: the connection's long-lived state, allocated to its exact size.
+    let end = Box::pin(serve(link, peer, reader, writer, incoming, stop)).await;
+    let (graceful, reason) = match end {
+        End::Graceful {
+            publish_will: false,
+        } => (true, "disconnected"),
+        End::Graceful { publish_will: true } => (false, "disconnected with will"),
+        End::Abnormal(_) => (false, "connection lost"),
+        End::Shutdown => (true, "server shutting down"),
+        End::TakenOver => {
+            tracing::info!(%peer, client_id = %handle.client_id(), "session taken over");
+            return;
+        }
+    };
+    broker.disconnect(&handle, generation, graceful, Instant::now());
+    tracing::info!(%peer, client_id = %handle.client_id(), reason, "client disconnected");
+}
+
+/// A connection past CONNACK: what serving it needs.
+struct Accepted {
+    link: Link,
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    incoming: Incoming,
+}
+
+/// CONNECT, enhanced authentication, the session, CONNACK; `None` when the connection ends
+/// there (refused, gone, or the CONNACK could not be written).
+async fn handshake(
+    stream: TcpStream,
+    peer: Peer,
+    broker: &Arc<Broker>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Accepted> {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let config = broker.config();
@@ -81,24 +128,24 @@ pub(crate) async fn run(
     let first = tokio::select! {
         r = tokio::time::timeout(
             config.connect_timeout(),
-            read_packet(&mut reader, &mut decoder, &mut buf, &broker),
+            read_packet(&mut reader, &mut decoder, &mut buf, broker),
         ) => r,
-        _ = stop.changed() => return,
+        _ = stop.changed() => return None,
     };
     let connect = match first {
         Ok(Ok(Some(Packet::Connect(connect)))) => connect,
-        Ok(Ok(Some(_))) => return, // the decoder only yields CONNECT first
-        Ok(Ok(None)) => return,    // gone before saying anything
+        Ok(Ok(Some(_))) => return None, // the decoder only yields CONNECT first
+        Ok(Ok(None)) => return None,    // gone before saying anything
         Err(_) => {
             tracing::debug!(%peer, "no CONNECT within the connect timeout");
-            return;
+            return None;
         }
         Ok(Err(ReadError::Codec(CodecError::UnsupportedProtocolVersion { level }))) => {
             // CONNACK 0x01 "unacceptable protocol version", then close [MQTT-3.1.2-2].
             warn_violation(peer, "", &format!("unsupported protocol level {level}"));
             let refusal = Packet::from(ConnAck::new(ReasonCode::UnsupportedProtocolVersion));
-            let _ = write_packets(&mut writer, &broker, ProtocolVersion::V3_1_1, [refusal]).await;
-            return;
+            let _ = write_packets(&mut writer, broker, ProtocolVersion::V3_1_1, [refusal]).await;
+            return None;
         }
         Ok(Err(e)) => {
             // An invalid CONNECT closes the connection without CONNACK [MQTT-3.1.4-1]; a 5.0
@@ -109,9 +156,9 @@ pub(crate) async fn run(
                 && version.is_v5()
             {
                 let refusal = Packet::from(ConnAck::new(e.reason_code()));
-                let _ = write_packets(&mut writer, &broker, version, [refusal]).await;
+                let _ = write_packets(&mut writer, broker, version, [refusal]).await;
             }
-            return;
+            return None;
         }
     };
     let version = connect.protocol;
@@ -120,35 +167,43 @@ pub(crate) async fn run(
     if version.is_v5()
         && let Some(method) = connect.properties.authentication_method.clone()
     {
-        let exchange = authenticate(
+        // Boxed: only connections that authenticate pay for the exchange's state.
+        let exchange = Box::pin(authenticate(
             &mut reader,
             &mut writer,
             &mut decoder,
             &mut buf,
-            &broker,
+            broker,
             &connect,
             method.as_str(),
-        );
+        ));
         let result = tokio::select! {
             r = tokio::time::timeout(config.connect_timeout(), exchange) => r,
-            _ = stop.changed() => return,
+            _ = stop.changed() => return None,
         };
         // Out of time: not authorized.
         match result.unwrap_or(Err(ReasonCode::NotAuthorized)) {
             Ok(a) => authenticated = Some(a),
+            // The client left during the exchange: nothing to answer.
+            Err(ReasonCode::NORMAL_DISCONNECTION) => return None,
             Err(reason) => {
                 tracing::info!(%peer, client_id = %connect.client_id, %reason, method = %method,
                     "enhanced authentication failed");
                 let refusal = Packet::from(ConnAck::new(reason));
-                let _ = write_packets(&mut writer, &broker, version, [refusal]).await;
-                return;
+                let _ = write_packets(&mut writer, broker, version, [refusal]).await;
+                return None;
             }
         }
     }
-    let reauth = ReAuth {
-        method: authenticated.as_ref().map(|a| a.method.clone()),
-        conversation: None,
-    };
+    let reauth = authenticated.as_ref().map(|a| {
+        Box::new(ReAuth {
+            method: a.method.clone(),
+            user: a.user.clone(),
+            conversation: None,
+            deadline: None,
+            limit: config.connect_timeout(),
+        })
+    });
     let connected = match broker.connect_authenticated(
         &connect,
         Instant::now(),
@@ -166,8 +221,8 @@ pub(crate) async fn run(
                 refusal.properties.server_reference =
                     MqttString::try_from(config.server_reference.as_str()).ok();
             }
-            let _ = write_packets(&mut writer, &broker, version, [Packet::from(refusal)]).await;
-            return;
+            let _ = write_packets(&mut writer, broker, version, [Packet::from(refusal)]).await;
+            return None;
         }
     };
     let Connected {
@@ -194,41 +249,31 @@ pub(crate) async fn run(
     let mut connack = ConnAck::new(ReasonCode::Success);
     connack.session_present = session_present;
     connack.properties = properties;
-    let end = if write_packets(&mut writer, &broker, version, [Packet::from(connack)])
+    if write_packets(&mut writer, broker, version, [Packet::from(connack)])
         .await
         .is_err()
     {
-        End::Abnormal(None)
-    } else {
-        let link = Link {
-            handle: Arc::clone(&handle),
+        broker.disconnect(&handle, generation, false, Instant::now());
+        tracing::info!(%peer, client_id = %handle.client_id(), "client disconnected before CONNACK");
+        return None;
+    }
+    Some(Accepted {
+        link: Link {
+            handle,
             generation,
             waker,
-            broker: Arc::clone(&broker),
+            broker: Arc::clone(broker),
             version,
             max_packet_size,
-        };
-        let incoming = Incoming {
+        },
+        reader,
+        writer,
+        incoming: Incoming {
             decoder,
             buf,
             reauth,
-        };
-        serve(link, peer, reader, writer, incoming, stop).await
-    };
-    let (graceful, reason) = match end {
-        End::Graceful {
-            publish_will: false,
-        } => (true, "disconnected"),
-        End::Graceful { publish_will: true } => (false, "disconnected with will"),
-        End::Abnormal(_) => (false, "connection lost"),
-        End::Shutdown => (true, "server shutting down"),
-        End::TakenOver => {
-            tracing::info!(%peer, client_id = %handle.client_id(), "session taken over");
-            return;
-        }
-    };
-    broker.disconnect(&handle, generation, graceful, Instant::now());
-    tracing::info!(%peer, client_id = %handle.client_id(), reason, "client disconnected");
+        },
+    })
 }
 
 /// What a connection's reader and writer share.
@@ -270,7 +315,14 @@ async fn serve(
     // Packets that arrived with CONNECT are handled at once, before waiting for more.
     let mut end = handle_buffered(&link, peer, &mut incoming);
     while end.is_none() {
-        let deadline = link.handle.lock().session.deadline();
+        // One timer for the keep alive and a re-authentication under way: every branch's
+        // future lives in this task's state, which every idle connection keeps.
+        let keep_alive = link.handle.lock().session.deadline();
+        let reauth_deadline = incoming.reauth.as_ref().and_then(|r| r.deadline);
+        let deadline = match (keep_alive, reauth_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let sleep = deadline.map(|d| tokio::time::sleep_until(d.into()));
         end = tokio::select! {
             biased;
@@ -287,11 +339,17 @@ async fn serve(
                 }
             },
             () = async { if let Some(s) = sleep { s.await } }, if deadline.is_some() => {
-                let expired = link.handle.lock().session.handle_timeout(Instant::now());
+                let now = Instant::now();
+                if reauth_deadline.is_some_and(|at| now >= at) {
+                    // [MQTT-4.12.1-2] A re-authentication that does not finish in time fails.
+                    return_farewell(ReasonCode::NotAuthorized, "re-authentication not completed in time")
+                } else {
+                let expired = link.handle.lock().session.handle_timeout(now);
                 expired.err().map(|close| {
                     log_close(peer, link.handle.client_id(), &close);
                     End::Abnormal(Some(farewell(&close)))
                 })
+                }
             }
         };
     }
@@ -371,7 +429,7 @@ fn handle_buffered(link: &Link, peer: Peer, incoming: &mut Incoming) -> Option<E
             Ok(Flow::TakenOver) => return Some(End::TakenOver),
             Ok(Flow::Disconnect { publish_will }) => return Some(End::Graceful { publish_will }),
             Ok(Flow::Auth(auth)) => {
-                if let Err(f) = reauthenticate(link, &mut incoming.reauth, *auth) {
+                if let Err(f) = reauthenticate(link, incoming.reauth.as_deref_mut(), *auth) {
                     warn_violation(peer, link.handle.client_id(), &f.text);
                     return Some(End::Abnormal(Some(f)));
                 }
@@ -389,14 +447,21 @@ fn handle_buffered(link: &Link, peer: Peer, incoming: &mut Incoming) -> Option<E
 struct Incoming {
     decoder: Decoder,
     buf: BytesMut,
-    reauth: ReAuth,
+    /// Only for a connection that authenticated with a method (boxed: the rest need none).
+    reauth: Option<Box<ReAuth>>,
 }
 
 /// (5.0) The enhanced authentication of a connection: the method it authenticated with, and a
 /// re-authentication under way.
 struct ReAuth {
-    method: Option<String>,
+    method: String,
+    /// Who authenticated: a re-authentication must be the same user.
+    user: String,
     conversation: Option<Box<dyn AuthConversation>>,
+    /// When a re-authentication under way must be done (the connect timeout after it
+    /// started): a client cannot leave one half finished for ever.
+    deadline: Option<Instant>,
+    limit: Duration,
 }
 
 /// An AUTH packet with this reason, method and data.
@@ -449,9 +514,14 @@ async fn authenticate(
                 let answer = read_packet(reader, decoder, buf, broker)
                     .await
                     .map_err(|_| ReasonCode::MalformedPacket)?;
-                let Some(Packet::Auth(auth)) = answer else {
+                let auth = match answer {
+                    Some(Packet::Auth(auth)) => auth,
+                    // The client may give up with DISCONNECT [MQTT-3.1.2-30], or just go.
+                    Some(Packet::Disconnect(_)) | None => {
+                        return Err(ReasonCode::NORMAL_DISCONNECTION);
+                    }
                     // The client's answer to a challenge is AUTH 0x18 [MQTT-4.12.0-3].
-                    return Err(ReasonCode::ProtocolError);
+                    Some(_) => return Err(ReasonCode::ProtocolError),
                 };
                 let same_method = auth
                     .properties
@@ -480,16 +550,17 @@ async fn authenticate(
 /// # Errors
 /// The DISCONNECT that ends the connection [MQTT-4.12.1-2]: a protocol error for an AUTH out
 /// of turn or with another method [MQTT-4.12.1-1], or the method's refusal.
-fn reauthenticate(link: &Link, reauth: &mut ReAuth, auth: Auth) -> Result<(), Farewell> {
+fn reauthenticate(link: &Link, reauth: Option<&mut ReAuth>, auth: Auth) -> Result<(), Farewell> {
     let protocol_error = |text: &str| Farewell {
         reason: ReasonCode::ProtocolError,
         text: text.to_owned(),
     };
-    let Some(method) = reauth.method.clone() else {
+    let Some(reauth) = reauth else {
         return Err(protocol_error(
             "AUTH on a connection without enhanced authentication [MQTT-4.12.0-7]",
         ));
     };
+    let method = reauth.method.clone();
     if auth
         .properties
         .authentication_method
@@ -517,9 +588,21 @@ fn reauthenticate(link: &Link, reauth: &mut ReAuth, auth: Auth) -> Result<(), Fa
     let reply = match step {
         AuthStep::Continue(data, conversation) => {
             reauth.conversation = Some(conversation);
+            if reauth.deadline.is_none() {
+                reauth.deadline = Some(Instant::now() + reauth.limit);
+            }
             auth_packet(ReasonCode::ContinueAuthentication, &method, Some(data))
         }
-        AuthStep::Success { data, .. } => auth_packet(ReasonCode::Success, &method, data),
+        AuthStep::Success { user, .. } if reauth.user != user => {
+            return Err(Farewell {
+                reason: ReasonCode::NotAuthorized,
+                text: "re-authentication as another user".to_owned(),
+            });
+        }
+        AuthStep::Success { data, .. } => {
+            reauth.deadline = None;
+            auth_packet(ReasonCode::Success, &method, data)
+        }
         AuthStep::Failure(reason) => {
             return Err(Farewell {
                 reason,
@@ -545,7 +628,13 @@ async fn write_loop(link: Link, mut writer: OwnedWriteHalf, closing: Arc<AtomicB
                 let farewell = Packet::from(Disconnect::new(ReasonCode::SessionTakenOver));
                 let _ = tokio::time::timeout(
                     FINISH_TIMEOUT,
-                    write_packets(&mut writer, &link.broker, link.version, [farewell]),
+                    // Boxed: a cold path that would otherwise grow every writer's future.
+                    Box::pin(write_packets(
+                        &mut writer,
+                        &link.broker,
+                        link.version,
+                        [farewell],
+                    )),
                 )
                 .await;
             }
@@ -561,6 +650,14 @@ async fn write_loop(link: Link, mut writer: OwnedWriteHalf, closing: Arc<AtomicB
         }
         link.waker.notified().await;
     }
+}
+
+/// An abnormal end with this DISCONNECT reason and text.
+fn return_farewell(reason: ReasonCode, text: &str) -> Option<End> {
+    Some(End::Abnormal(Some(Farewell {
+        reason,
+        text: text.to_owned(),
+    })))
 }
 
 /// The 5.0 reason code and reason string a DISCONNECT gives for closing.

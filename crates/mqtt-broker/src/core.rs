@@ -135,7 +135,8 @@ pub struct Slot {
     /// While detached: when the session expires (`None`: never).
     expires_at: Option<Instant>,
     /// (5.0) While detached: a will waiting for its Will Delay Interval, and when it is due.
-    delayed_will: Option<(Instant, Will)>,
+    /// Boxed: most sessions never have one, and every session has a slot.
+    delayed_will: Option<Box<(Instant, Will)>>,
     /// When this session's entry in the timer heap is due (one live entry per session; others
     /// are stale and skipped).
     scheduled: Option<Instant>,
@@ -144,7 +145,7 @@ pub struct Slot {
 impl Slot {
     /// The next time a timer of this detached session is due.
     fn next_deadline(&self) -> Option<Instant> {
-        let will = self.delayed_will.as_ref().map(|(at, _)| *at);
+        let will = self.delayed_will.as_ref().map(|d| d.0);
         match (self.expires_at, will) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -540,6 +541,9 @@ impl Broker {
             }
             // A method nobody ran (5.0 section 4.12: 0x8C).
             (Some(_), None) => return Err(ReasonCode::BadAuthenticationMethod),
+            // With enhanced authentication configured, it is the only way in: a CONNECT
+            // without a method would otherwise bypass it (3.x: "not authorized", 0x05).
+            (None, _) if !self.auth_methods.is_empty() => return Err(ReasonCode::NotAuthorized),
             (None, _) => self.authenticator.authenticate(
                 &client_id,
                 connect.username.as_deref(),
@@ -603,10 +607,10 @@ impl Broker {
                 // A will waiting for its delay: cancelled if the session resumes before the delay
                 // ran out [MQTT-3.1.3-9], published now if it ran out (the timer may not have
                 // run yet) or the session ends here.
-                if let Some((at, will)) = slot.delayed_will.take()
-                    && (!resume || at <= now)
+                if let Some(delayed) = slot.delayed_will.take()
+                    && (!resume || delayed.0 <= now)
                 {
-                    old_wills.push(will);
+                    old_wills.push(delayed.1);
                 }
                 slot.expires_at = None;
                 if !resume {
@@ -731,7 +735,7 @@ impl Broker {
                 (expiry < u32::MAX).then(|| now + Duration::from_secs(u64::from(expiry)));
             if let Some(w) = will.take_if(|w| will_delay(w) > 0) {
                 let at = now + Duration::from_secs(u64::from(will_delay(&w)));
-                slot.delayed_will = Some((at, w));
+                slot.delayed_will = Some(Box::new((at, w)));
             }
             let next = slot.next_deadline();
             timer = slot.schedule(next);
@@ -800,9 +804,17 @@ impl Broker {
                 shared: d.shared,
             });
             let mut slot = handle.lock();
+            let before = slot.session.stats();
             if slot.session.deliver(delivery, now) {
                 slot.wake();
             }
+            let after = slot.session.stats();
+            drop(slot);
+            self.count_drops(&before, &after);
+            let dropped = after.dropped_queue_full - before.dropped_queue_full;
+            self.stats
+                .publish_dropped
+                .fetch_add(dropped, Ordering::Relaxed);
         }
     }
 
@@ -845,15 +857,15 @@ impl Broker {
                 continue; // the client came back since
             }
             let mut will = None;
-            if slot.delayed_will.as_ref().is_some_and(|(at, _)| *at <= now) {
-                will = slot.delayed_will.take().map(|(_, w)| w);
+            if slot.delayed_will.as_ref().is_some_and(|d| d.0 <= now) {
+                will = slot.delayed_will.take().map(|d| d.1);
             }
             let ended = slot.expires_at.is_some_and(|at| at <= now);
             let mut next = None;
             let mut orphans = Vec::new();
             if ended {
-                if let Some((_, w)) = slot.delayed_will.take() {
-                    will = Some(w);
+                if let Some(d) = slot.delayed_will.take() {
+                    will = Some(d.1);
                 }
                 orphans = slot.session.take_shared_unacknowledged();
                 slot.session.clear();
@@ -1237,6 +1249,10 @@ impl Broker {
                 let id = publish.qos.packet_id();
                 let routed = self.publish(publish, Some(handle), now);
                 let mut slot = handle.lock();
+                if slot.owner != generation {
+                    // Taken over while routing: the outbox is the new connection's.
+                    return Ok(Flow::TakenOver);
+                }
                 if routed == 0
                     && let Some(id) = id
                     && slot.session.version().is_some_and(ProtocolVersion::is_v5)

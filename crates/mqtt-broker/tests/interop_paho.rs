@@ -125,14 +125,15 @@ fn v5_mqtt_4_12_0_2_scram_sha_256_authentication_and_reauthentication() {
     let dir = std::env::temp_dir().join(format!("mqtt-scram-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let users = dir.join("scram_users");
-    let line = mqtt_broker::auth::ScramMethod::credential_line("alice", "wonderland").unwrap();
-    std::fs::write(&users, format!("{line}\n")).unwrap();
+    let alice = mqtt_broker::auth::ScramMethod::credential_line("alice", "wonderland").unwrap();
+    let bob = mqtt_broker::auth::ScramMethod::credential_line("bob", "builder").unwrap();
+    std::fs::write(&users, format!("{alice}\n{bob}\n")).unwrap();
     let setting = format!("scram_users_file={}", users.display());
-    let broker = Broker::start_with(&["--set", &setting]);
+    let broker = Broker::start_with(&["--set", &setting, "--set", "connect_timeout_secs=2"]);
     let port = broker.port().to_string();
     let output = run_python(
         "v5_scram.py",
-        &["127.0.0.1", &port, "alice", "wonderland"],
+        &["127.0.0.1", &port, "alice", "wonderland", "bob", "builder"],
         SCRIPT_TIMEOUT,
     );
     let _ = std::fs::remove_dir_all(&dir);

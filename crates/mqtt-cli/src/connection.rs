@@ -27,6 +27,8 @@ pub enum Layout {
     Setup,
     /// The message as it is (no `Error: `), a blank line, then the pointer to `--help`.
     PlainPointer,
+    /// The message as it is, alone.
+    Plain,
 }
 
 /// A mistake in the command line, reported as `mosquitto_pub`/`mosquitto_sub` do (exit
@@ -71,6 +73,7 @@ impl UsageError {
             Layout::Setup if quiet => return None,
             Layout::Setup => format!("Error: {message}\n"),
             Layout::PlainPointer => format!("{message}\n\n{pointer}\n"),
+            Layout::Plain => format!("{message}\n"),
         })
     }
 }

@@ -167,8 +167,9 @@ impl CliProperties {
         }
         let bad = || invalid(command);
         let string = |text: &str| MqttString::try_from(text).map_err(|_| bad());
-        let u32_value = |text: &str| u32::try_from(atoi(text)).map_err(|_| bad());
-        let u16_value = |text: &str| u16::try_from(atoi(text)).map_err(|_| bad());
+        // As libmosquitto: C's `atoi`, cast to the property's width (`-1` is 4294967295).
+        let u32_value = |text: &str| -> Result<u32, UsageError> { Ok(c_u32(atoi(text))) };
+        let u16_value = |text: &str| -> Result<u16, UsageError> { Ok(c_u16(atoi(text))) };
         let flag = |text: &str| match atoi(text) {
             0 => Ok(false),
             1 => Ok(true),
@@ -221,9 +222,7 @@ impl CliProperties {
                 self.disconnect.reason_string = Some(string(value)?);
             }
             ("subscribe", "subscription-identifier") => {
-                let id = u32::try_from(atoi(value))
-                    .ok()
-                    .and_then(SubscriptionId::new);
+                let id = SubscriptionId::new(c_u32(atoi(value)));
                 self.subscribe.subscription_identifier = Some(id.ok_or_else(bad)?);
             }
             ("publish", "topic-alias") => {
@@ -272,9 +271,7 @@ impl CliProperties {
                     _ => return Err(bad()),
                 });
             }
-            "message-expiry-interval" => {
-                *expiry = Some(u32::try_from(atoi(value)).map_err(|_| bad())?);
-            }
+            "message-expiry-interval" => *expiry = Some(c_u32(atoi(value))),
             "content-type" => *content = Some(string(value)?),
             "response-topic" => {
                 *response = Some(TopicName::try_from(value).map_err(|_| bad())?);
@@ -284,6 +281,17 @@ impl CliProperties {
         }
         Ok(())
     }
+}
+
+/// C's conversion of an `int` to `uint32_t`: the same 32 bits.
+fn c_u32(value: i32) -> u32 {
+    u32::from_ne_bytes(value.to_ne_bytes())
+}
+
+/// C's conversion of an `int` to `uint16_t`: the low 16 bits.
+fn c_u16(value: i32) -> u16 {
+    let [low, high, ..] = value.to_le_bytes();
+    u16::from_le_bytes([low, high])
 }
 
 /// `-x`: the session expiry interval, as Mosquitto's clients read it: 0 to 4294967294 seconds,
@@ -379,6 +387,20 @@ mod tests {
             "Error in PUBLISH properties: A network protocol error occurred when \
              communicating with the broker."
         );
+    }
+
+    #[test]
+    fn numbers_are_read_as_libmosquitto_reads_them() {
+        // atoi, then the property's width: -1 and 4294967295 are the same 32 bits.
+        let p = parse(&[
+            &["connect", "session-expiry-interval", "4294967295"],
+            &["publish", "message-expiry-interval", "-1"],
+            &["connect", "topic-alias-maximum", "65546"],
+        ])
+        .unwrap();
+        assert_eq!(p.connect.session_expiry_interval, Some(u32::MAX));
+        assert_eq!(p.publish.message_expiry_interval, Some(u32::MAX));
+        assert_eq!(p.connect.topic_alias_maximum, Some(10));
     }
 
     #[test]

@@ -112,6 +112,18 @@ pub async fn run(args: RrArgs, file: &FileDefaults) -> ExitCode {
         ));
         return usage_failure_for("rr", &e, quiet);
     };
+    let resolved_properties = match args.connection.resolve(file) {
+        Ok(r) => r.properties,
+        Err(e) => return usage_failure_for("rr", &e, quiet),
+    };
+    if resolved_properties.publish.response_topic.is_some() {
+        // `rr` sets the response topic itself, as mosquitto_rr does.
+        let e = UsageError::with_layout(
+            "Error in PUBLISH properties: Duplicate response topic.",
+            crate::connection::Layout::Plain,
+        );
+        return usage_failure_for("rr", &e, quiet);
+    }
     let sub = SubArgs {
         topics: vec![response],
         count: Some("1".into()),

@@ -252,6 +252,11 @@ pub(crate) async fn run_as(
         }
         End::TimedOut => {
             eprint_unless(quiet, "Timed out");
+            // mosquitto_rr gives up on its request with "disconnect with will message".
+            let mut farewell = farewell;
+            if tool == "rr" {
+                farewell.reason_code = mqtt_client::ReasonCode::DisconnectWithWillMessage;
+            }
             close(&client, &mut clears, CLOSE_WAIT, &farewell).await;
             ExitCode::from(TIMEOUT_EXIT)
         }

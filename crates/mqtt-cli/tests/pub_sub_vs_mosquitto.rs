@@ -558,6 +558,21 @@ fn option_errors_match_mosquitto_byte_for_byte() {
         ("rr", owned(&["-t", "t", "-m", "x"])),
         ("rr", owned(&["-t", "t", "-e", "r"])),
         ("rr", owned(&["-e", "r", "-m", "x"])),
+        (
+            "rr",
+            owned(&[
+                "-t",
+                "t",
+                "-e",
+                "r",
+                "-m",
+                "x",
+                "-D",
+                "publish",
+                "response-topic",
+                "z",
+            ]),
+        ),
     ];
     for (tool, args) in &cases {
         let (theirs, ours) = compare_failure(tool, p, args);

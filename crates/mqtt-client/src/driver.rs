@@ -133,6 +133,9 @@ struct Driver {
     disconnect: Option<(Vec<oneshot::Sender<usize>>, Instant)>,
     /// The DISCONNECT the client asked to end with.
     farewell: Disconnect,
+    /// A reason to drop the connection found outside the packet handling (a failed
+    /// re-authentication, an AUTH out of turn): the serve loop ends the connection with it.
+    fatal: Option<ConnectionError>,
     /// (5.0) A re-authentication under way, and who waits for it.
     reauth: Option<(
         mqtt_session::scram::ScramClient,
@@ -184,6 +187,7 @@ pub(crate) fn spawn(
         disconnect: None,
         farewell: Disconnect::new(ReasonCode::NORMAL_DISCONNECTION),
         reauth: None,
+        fatal: None,
         rng,
     };
     let handle = tokio::runtime::Handle::try_current().map_err(|_| Error::InvalidOption {
@@ -415,7 +419,12 @@ impl Driver {
                 (Packet::ConnAck(connack), _) => break connack,
                 // 5.0 enhanced authentication: the server's challenge [MQTT-4.12.0-2].
                 (Packet::Auth(auth), Some(client))
-                    if auth.reason_code == ReasonCode::ContinueAuthentication =>
+                    if auth.reason_code == ReasonCode::ContinueAuthentication
+                        && auth
+                            .properties
+                            .authentication_method
+                            .as_ref()
+                            .is_some_and(|m| m.as_str() == mqtt_session::scram::METHOD) =>
                 {
                     let challenge = auth_text(auth.properties.authentication_data.as_ref())?;
                     let answer = client
@@ -438,7 +447,17 @@ impl Driver {
             return Err(ConnectionError::Refused(connack.reason_code));
         }
         if let Some(client) = scram.take() {
-            // The server proves it knows the credentials.
+            // The server proves it knows the credentials, in the same method [MQTT-4.12.0-5].
+            if connack
+                .properties
+                .authentication_method
+                .as_ref()
+                .is_none_or(|m| m.as_str() != mqtt_session::scram::METHOD)
+            {
+                return Err(ConnectionError::Protocol(
+                    "CONNACK without the SCRAM-SHA-256 method".into(),
+                ));
+            }
             let last = auth_text(connack.properties.authentication_data.as_ref())?;
             client
                 .server_final(&last)
@@ -489,7 +508,12 @@ impl Driver {
             .map(MqttString::try_from)
             .transpose()
             .map_err(|e| bad("user name", e))?;
-        connect.password = o.password.clone().map(Secret::new);
+        // With SCRAM the password never goes on the wire.
+        connect.password = if o.scram.is_some() {
+            None
+        } else {
+            o.password.clone().map(Secret::new)
+        };
         if let Some(will) = &o.will {
             let topic =
                 TopicName::try_from(will.topic.as_str()).map_err(|e| bad("will topic", e))?;
@@ -665,36 +689,48 @@ impl Driver {
     /// proof) or the success (whose proof of the server is checked).
     fn auth_from_server(&mut self, auth: &mqtt_codec::Auth) {
         let Some((mut client, reply)) = self.reauth.take() else {
-            warn!(reason = ?auth.reason_code, "AUTH from the server with no exchange under way");
+            // [MQTT-4.12.0-7] An AUTH out of turn is a protocol error: the connection goes.
+            self.fatal = Some(ConnectionError::Protocol(
+                "AUTH from the server with no authentication under way".into(),
+            ));
             return;
         };
-        let failed = |e: String| Error::Connection(ConnectionError::Protocol(e));
-        let text = match auth_text(auth.properties.authentication_data.as_ref()) {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = reply.send(Err(Error::Connection(e)));
-                return;
-            }
+        let method_ok = auth
+            .properties
+            .authentication_method
+            .as_ref()
+            .is_some_and(|m| m.as_str() == mqtt_session::scram::METHOD);
+        let outcome = if method_ok {
+            auth_text(auth.properties.authentication_data.as_ref()).and_then(|text| {
+                match auth.reason_code {
+                    ReasonCode::ContinueAuthentication => client
+                        .server_first(&text)
+                        .map(Some)
+                        .map_err(|e| ConnectionError::Protocol(format!("SCRAM: {e}"))),
+                    ReasonCode::Success => client
+                        .server_final(&text)
+                        .map(|()| None)
+                        .map_err(|e| ConnectionError::Protocol(format!("SCRAM: {e}"))),
+                    other => Err(ConnectionError::Protocol(format!("AUTH {other:?}"))),
+                }
+            })
+        } else {
+            // [MQTT-4.12.0-5] Every AUTH carries the method of the exchange.
+            Err(ConnectionError::Protocol("AUTH with another method".into()))
         };
-        match auth.reason_code {
-            ReasonCode::ContinueAuthentication => match client.server_first(&text) {
-                Ok(last) => {
-                    self.session
-                        .send_auth(scram_auth_body(ReasonCode::ContinueAuthentication, last));
-                    self.reauth = Some((client, reply));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(failed(format!("SCRAM: {e}"))));
-                }
-            },
-            ReasonCode::Success => {
-                let result = client
-                    .server_final(&text)
-                    .map_err(|e| failed(format!("SCRAM: {e}")));
-                let _ = reply.send(result);
+        match outcome {
+            Ok(Some(last)) => {
+                self.session
+                    .send_auth(scram_auth_body(ReasonCode::ContinueAuthentication, last));
+                self.reauth = Some((client, reply));
             }
-            other => {
-                let _ = reply.send(Err(Error::Rejected(other)));
+            Ok(None) => {
+                let _ = reply.send(Ok(()));
+            }
+            Err(e) => {
+                // [MQTT-4.12.1-2] A failed re-authentication ends the connection.
+                let _ = reply.send(Err(Error::Connection(e.clone())));
+                self.fatal = Some(e);
             }
         }
     }
@@ -757,6 +793,9 @@ impl Driver {
         }
         loop {
             self.collect();
+            if let Some(e) = self.fatal.take() {
+                return End::Lost(e);
+            }
             self.encode(&mut out);
             if let Some((_, deadline)) = &self.disconnect {
                 // Everything answered and written, or out of time: what is still being

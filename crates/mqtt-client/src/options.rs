@@ -482,6 +482,9 @@ impl ConnectOptions {
             // [MQTT-3.1.3-7]: a zero-length identifier requires a clean session.
             return bad("client_id", "must not be empty with a persistent session");
         }
+        if self.scram.is_some() && !self.protocol.is_v5() {
+            return bad("scram_sha256", "enhanced authentication needs MQTT 5.0");
+        }
         if self.password.is_some() && self.username.is_none() && !self.protocol.is_v5() {
             // [MQTT-3.1.2-22]
             return bad("password", "needs a user name before MQTT 5.0");

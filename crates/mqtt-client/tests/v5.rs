@@ -359,6 +359,19 @@ async fn v5_mqtt_4_12_0_2_scram_sha_256_enhanced_authentication() {
         ));
         plain.disconnect().await.unwrap();
 
+        // While SCRAM is configured, a client without it does not get in.
+        match Client::connect(opts()).await {
+            Err(mqtt_client::Error::Refused(code)) => assert_eq!(code, ReasonCode::NotAuthorized),
+            other => panic!("plain CONNECT: {other:?}"),
+        }
+        // SCRAM needs MQTT 5.0: refused before anything is sent.
+        let v3 = opts()
+            .protocol(mqtt_client::ProtocolVersion::V3_1_1)
+            .scram_sha256("alice", "wonderland");
+        assert!(matches!(
+            Client::connect(v3).await,
+            Err(mqtt_client::Error::InvalidOption { .. })
+        ));
         for (user, password) in [("alice", "looking-glass"), ("bob", "wonderland")] {
             match Client::connect(opts().scram_sha256(user, password)).await {
                 Err(mqtt_client::Error::Refused(code)) => {

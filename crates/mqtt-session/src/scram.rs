@@ -21,9 +21,9 @@ pub const METHOD: &str = "SCRAM-SHA-256";
 /// The iteration count for new credentials (RFC 7677 asks for at least 4096).
 pub const DEFAULT_ITERATIONS: u32 = 4096;
 
-/// The most iterations accepted from a server or a credentials line: a hostile peer must not
-/// make us spend minutes hashing.
-pub const MAX_ITERATIONS: u32 = 1_000_000;
+/// The most iterations accepted from a server or a credentials line: a hostile server must not
+/// make a client spend seconds hashing (100,000 PBKDF2-SHA-256 rounds take about 0.1 s here).
+pub const MAX_ITERATIONS: u32 = 100_000;
 
 const KEY_LEN: usize = 32;
 
@@ -213,6 +213,22 @@ fn attribute(message: &str, name: char) -> Option<&str> {
 const GS2_HEADER: &str = "n,,";
 const GS2_HEADER_B64: &str = "biws";
 
+/// The GS2 header of a client that supports channel binding but thinks the server does not
+/// (RFC 5802 section 6: a server without channel binding accepts it), and its Base64.
+const GS2_HEADER_Y: &str = "y,,";
+const GS2_HEADER_Y_B64: &str = "eSws";
+
+/// The client-first message without its GS2 header, and the `c=` value that header gives.
+fn split_gs2(message: &str) -> Option<(&str, &'static str)> {
+    if let Some(bare) = message.strip_prefix(GS2_HEADER) {
+        Some((bare, GS2_HEADER_B64))
+    } else {
+        message
+            .strip_prefix(GS2_HEADER_Y)
+            .map(|bare| (bare, GS2_HEADER_Y_B64))
+    }
+}
+
 /// The client's side of an exchange.
 #[derive(Debug)]
 pub struct ScramClient {
@@ -245,6 +261,10 @@ impl ScramClient {
     /// A malformed message, a nonce that does not extend ours, an out-of-range iteration count,
     /// or the server's `e=` refusal.
     pub fn server_first(&mut self, message: &str) -> Result<String, ScramError> {
+        if self.server_signature.is_some() {
+            // One challenge per exchange: a server asking again is out of turn.
+            return Err(ScramError::Malformed("a second server-first message"));
+        }
         if let Some(e) = attribute(message, 'e') {
             return Err(ScramError::ServerError(e.to_owned()));
         }
@@ -300,6 +320,8 @@ pub struct ScramServer {
     nonce: String,
     client_first_bare: String,
     server_first: String,
+    /// The `c=` value the client's GS2 header calls for.
+    gs2: &'static str,
 }
 
 /// The user name a client-first message names, to look its credentials up.
@@ -308,11 +330,9 @@ pub struct ScramServer {
 /// [`ScramError::Malformed`] for anything but a GS2 header without channel binding followed by
 /// `n=user,r=nonce`.
 pub fn client_first_user(message: &str) -> Result<String, ScramError> {
-    let bare = message
-        .strip_prefix(GS2_HEADER)
-        .ok_or(ScramError::Malformed(
-            "GS2 header (channel binding is not supported)",
-        ))?;
+    let (bare, _) = split_gs2(message).ok_or(ScramError::Malformed(
+        "GS2 header (channel binding is not supported)",
+    ))?;
     let user = attribute(bare, 'n').ok_or(ScramError::Malformed("user name"))?;
     unescape(user)
 }
@@ -330,9 +350,7 @@ impl ScramServer {
         server_nonce: &str,
     ) -> Result<(Self, String), ScramError> {
         let user = client_first_user(client_first)?;
-        let bare = client_first
-            .strip_prefix(GS2_HEADER)
-            .ok_or(ScramError::Malformed("GS2 header"))?;
+        let (bare, gs2) = split_gs2(client_first).ok_or(ScramError::Malformed("GS2 header"))?;
         let client_nonce = attribute(bare, 'r').ok_or(ScramError::Malformed("client nonce"))?;
         if client_nonce.is_empty() {
             return Err(ScramError::Malformed("client nonce"));
@@ -350,6 +368,7 @@ impl ScramServer {
                 nonce,
                 client_first_bare: bare.to_owned(),
                 server_first: server_first.clone(),
+                gs2,
             },
             server_first,
         ))
@@ -368,7 +387,7 @@ impl ScramServer {
         let (without_proof, proof) = message
             .rsplit_once(",p=")
             .ok_or(ScramError::Malformed("client proof"))?;
-        if attribute(without_proof, 'c') != Some(GS2_HEADER_B64) {
+        if attribute(without_proof, 'c') != Some(self.gs2) {
             return Err(ScramError::Malformed("channel binding"));
         }
         if attribute(without_proof, 'r') != Some(self.nonce.as_str()) {
@@ -457,7 +476,34 @@ mod tests {
         assert_eq!(first, "n,,n=a=3Db=2Cc,r=n");
         assert_eq!(client_first_user(&first).unwrap(), "a=b,c");
         assert!(client_first_user("n,,n=a=zz,r=n").is_err());
-        assert!(client_first_user("y,,n=a,r=n").is_err());
+        // A client that would bind to the channel if it could (y) is served; one that requires
+        // channel binding (p=...) is not (RFC 5802 section 6).
+        assert_eq!(client_first_user("y,,n=a,r=n").unwrap(), "a");
+        assert!(client_first_user("p=tls-unique,,n=a,r=n").is_err());
+    }
+
+    #[test]
+    fn a_y_header_client_is_served_and_the_exchange_checks_its_binding_flag() {
+        let (server, server_first) =
+            ScramServer::start("y,,n=user,r=abc", credentials(), "xyz").unwrap();
+        let mut client = ScramClient::start("user", "pencil", "abc").0;
+        let last = client.server_first(&server_first).unwrap();
+        // Our client says "n,,", the server expects "y,," for this exchange: refused.
+        assert_eq!(
+            server.client_final(&last),
+            Err(ScramError::Malformed("channel binding"))
+        );
+        let fixed = last.replacen("c=biws", "c=eSws", 1);
+        // The proof covers the c= attribute: a swapped header fails the proof.
+        assert_eq!(server.client_final(&fixed), Err(ScramError::InvalidProof));
+    }
+
+    #[test]
+    fn a_second_challenge_is_refused() {
+        let (mut client, _) = ScramClient::start("user", "pencil", CLIENT_NONCE);
+        let server_first = format!("r={CLIENT_NONCE}{SERVER_NONCE},s={SALT},i=4096");
+        client.server_first(&server_first).unwrap();
+        assert!(client.server_first(&server_first).is_err());
     }
 
     #[test]

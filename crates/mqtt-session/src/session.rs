@@ -273,7 +273,8 @@ struct Connection {
     max_packet_size: u32,
     /// Topic aliases the client set (index: alias - 1).
     aliases_in: Vec<Option<TopicName>>,
-    aliases_out: AliasesOut,
+    /// Boxed, and only for a 5.0 client that allows aliases: every connection has the rest.
+    aliases_out: Option<Box<AliasesOut>>,
     /// Whether the CONNECT asked for no session expiry.
     asked_no_expiry: bool,
 }
@@ -511,14 +512,15 @@ impl Session {
             receive_maximum: attach.receive_maximum.max(1),
             max_packet_size: attach.max_packet_size,
             aliases_in: Vec::new(),
-            aliases_out: AliasesOut {
-                // No more than we accept ourselves: the table costs memory per connection.
-                max: if attach.version.is_v5() {
-                    attach.topic_alias_maximum.min(self.limits.max_topic_alias)
-                } else {
-                    0
-                },
-                ..AliasesOut::default()
+            // No more aliases than we accept ourselves: the table costs memory per connection.
+            aliases_out: {
+                let max = attach.topic_alias_maximum.min(self.limits.max_topic_alias);
+                (attach.version.is_v5() && max > 0).then(|| {
+                    Box::new(AliasesOut {
+                        max,
+                        ..AliasesOut::default()
+                    })
+                })
             },
             asked_no_expiry: attach.requested_session_expiry == 0,
         };
@@ -1039,7 +1041,11 @@ impl Connection {
         if self.version.is_v5() {
             properties.message_expiry_interval = delivery.remaining_secs(now);
             properties.subscription_identifiers = delivery.identifiers().to_vec();
-            if let Some((alias, known)) = self.aliases_out.alias(&delivery.publish.topic) {
+            if let Some((alias, known)) = self
+                .aliases_out
+                .as_mut()
+                .and_then(|a| a.alias(&delivery.publish.topic))
+            {
                 properties.topic_alias = Some(alias);
                 properties.omit_topic = known;
             }
@@ -1051,7 +1057,7 @@ impl Connection {
     /// client's Maximum Packet Size.
     fn too_large(&self, delivery: &Delivery, now: Instant) -> bool {
         let properties = DeliveryProperties {
-            topic_alias: (self.aliases_out.max > 0).then_some(NonZeroU16::MIN),
+            topic_alias: self.aliases_out.is_some().then_some(NonZeroU16::MIN),
             omit_topic: false,
             message_expiry_interval: delivery.remaining_secs(now),
             subscription_identifiers: delivery.identifiers().to_vec(),

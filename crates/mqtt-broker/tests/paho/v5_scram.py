@@ -9,13 +9,19 @@ AUTH 0x00 (MQTT-4.12.1-1); a failed re-authentication gets DISCONNECT 0x87 and t
 closes (MQTT-4.12.1-2); re-authenticating with another method is a protocol error (DISCONNECT
 0x82). A wrong password at CONNECT gets CONNACK 0x87 (MQTT-4.12.0-4).
 
-Arguments: HOST PORT USER PASSWORD (the broker knows USER with PASSWORD).
+Also: re-authenticating as another user is refused (0x87), a re-authentication left half done
+is ended with DISCONNECT 0x87 within the connect timeout, and while SCRAM is configured a
+CONNECT without an authentication method (here MQTT 3.1.1) is refused.
+
+Arguments: HOST PORT USER PASSWORD OTHER_USER OTHER_PASSWORD (the broker knows both users; its
+connect timeout is short).
 """
 
 import base64
 import hashlib
 import hmac
 import os
+import time
 
 from paho_common import check, log, run, tcp_connect
 
@@ -163,7 +169,7 @@ def exchange(sock, scram, start):
     return read_packet(sock)
 
 
-def main(host, port, user, password):
+def main(host, port, user, password, other_user, other_password):
     # CONNECT with SCRAM.
     sock = tcp_connect(host, port)
     scram = Scram(user, password)
@@ -202,6 +208,47 @@ def main(host, port, user, password):
     sock.close()
     log("re-authentication with another method got DISCONNECT 0x82")
 
+    # Re-authenticating as another user (whose password is right) is refused: 0x87.
+    sock = tcp_connect(host, port)
+    scram = Scram(user, password)
+    kind, reason, _ = exchange(sock, scram, connect_packet("scram-py-4", scram.first()))
+    check(kind == 2 and reason == 0, f"CONNACK {reason}")
+    scram = Scram(other_user, other_password)
+    kind, reason, _ = exchange(sock, scram, auth_packet(0x19, scram.first()))
+    check(kind == 14 and reason == 0x87, f"re-auth as another user: type {kind} reason {reason}")
+    sock.close()
+    log("re-authentication as another user got DISCONNECT 0x87")
+
+    # A re-authentication left half done ends the connection within the connect timeout
+    # (MQTT-4.12.1-2), although the client keeps pinging.
+    sock = tcp_connect(host, port)
+    scram = Scram(user, password)
+    kind, reason, _ = exchange(sock, scram, connect_packet("scram-py-5", scram.first()))
+    check(kind == 2 and reason == 0, f"CONNACK {reason}")
+    scram = Scram(user, password)
+    sock.sendall(auth_packet(0x19, scram.first()))
+    kind, reason, _ = read_packet(sock)
+    check(kind == 15 and reason == 0x18, f"expected the challenge, got type {kind} reason {reason}")
+    started = time.monotonic()
+    while True:
+        check(time.monotonic() - started < 10, "the half-done re-authentication was never ended")
+        sock.sendall(b"\xc0\x00")  # PINGREQ
+        kind, reason, _ = read_packet(sock)
+        if kind == 14:
+            check(reason == 0x87, f"DISCONNECT reason {reason}")
+            break
+        time.sleep(0.2)
+    log(f"a half-done re-authentication was ended after {time.monotonic() - started:.1f} s")
+    sock.close()
+
+    # Without an authentication method there is no way in (3.1.1: CONNACK 0x05).
+    sock = tcp_connect(host, port)
+    variable = string("MQTT") + bytes([4, 0x02]) + (30).to_bytes(2, "big")
+    sock.sendall(packet(0x10, variable + string("plain-311")))
+    check(recv(sock, 4) == b"\x20\x02\x00\x05", "a plain 3.1.1 CONNECT was not refused with 0x05")
+    sock.close()
+    log("a CONNECT without the method is refused while SCRAM is configured")
+
     # A wrong password at CONNECT gets CONNACK 0x87.
     sock = tcp_connect(host, port)
     scram = Scram(user, "not-" + password)
@@ -212,4 +259,4 @@ def main(host, port, user, password):
 
 
 if __name__ == "__main__":
-    run(main, budget_seconds=30, optional_args=("USER", "PASSWORD"))
+    run(main, budget_seconds=45, optional_args=("USER", "PASSWORD", "OTHER_USER", "OTHER_PASSWORD"))
