@@ -464,6 +464,11 @@ struct ReAuth {
     limit: Duration,
 }
 
+/// Authentication Data as bytes (empty when absent).
+fn auth_data(data: Option<&Secret>) -> bytes::Bytes {
+    data.map(|d| d.expose().clone()).unwrap_or_default()
+}
+
 /// An AUTH packet with this reason, method and data.
 fn auth_packet(reason: ReasonCode, method: &str, data: Option<bytes::Bytes>) -> Packet {
     let mut auth = Auth::new(reason);
@@ -489,12 +494,7 @@ async fn authenticate(
     let Some(auth_method) = broker.auth_method(method) else {
         return Err(ReasonCode::BadAuthenticationMethod);
     };
-    let data = connect
-        .properties
-        .authentication_data
-        .as_ref()
-        .map(|d| d.expose().clone())
-        .unwrap_or_default();
+    let data = auth_data(connect.properties.authentication_data.as_ref());
     let mut step = auth_method.start(&data);
     loop {
         match step {
@@ -531,12 +531,7 @@ async fn authenticate(
                 if auth.reason_code != ReasonCode::ContinueAuthentication || !same_method {
                     return Err(ReasonCode::ProtocolError);
                 }
-                let data = auth
-                    .properties
-                    .authentication_data
-                    .as_ref()
-                    .map(|d| d.expose().clone())
-                    .unwrap_or_default();
+                let data = auth_data(auth.properties.authentication_data.as_ref());
                 step = conversation.step(&data);
             }
         }
@@ -571,12 +566,7 @@ fn reauthenticate(link: &Link, reauth: Option<&mut ReAuth>, auth: Auth) -> Resul
             "AUTH with another authentication method [MQTT-4.12.1-1]",
         ));
     }
-    let data = auth
-        .properties
-        .authentication_data
-        .as_ref()
-        .map(|d| d.expose().clone())
-        .unwrap_or_default();
+    let data = auth_data(auth.properties.authentication_data.as_ref());
     let step = match (auth.reason_code, reauth.conversation.take()) {
         (ReasonCode::ReAuthenticate, None) => match link.broker.auth_method(&method) {
             Some(m) => m.start(&data),

@@ -791,30 +791,44 @@ impl Broker {
                     _ => continue,
                 }
             };
-            let expires_at = orphan.expires_at();
-            let publish = orphan.publish;
-            let delivery = Delivery::new(
-                Arc::clone(&publish),
-                publish.qos.qos().min(d.qos),
-                d.retain_as_published && publish.retain,
-            )
-            .with_extras(DeliveryExtras {
-                expires_at,
-                identifiers: d.identifiers.iter().collect(),
-                shared: d.shared,
-            });
-            let mut slot = handle.lock();
-            let before = slot.session.stats();
-            if slot.session.deliver(delivery, now) {
-                slot.wake();
-            }
-            let after = slot.session.stats();
-            drop(slot);
-            self.count_drops(&before, &after);
-            let dropped = after.dropped_queue_full - before.dropped_queue_full;
+            let delivery = routed_delivery(&orphan.publish, d, orphan.expires_at());
+            self.deliver_to(&handle, delivery, now);
+        }
+    }
+
+    /// Hands a delivery to a session, wakes its connection, and counts what the session
+    /// dropped (queue full, too large, expired).
+    fn deliver_to(&self, handle: &SessionHandle, delivery: Delivery, now: Instant) {
+        let mut slot = handle.lock();
+        let before = slot.session.stats();
+        if slot.session.deliver(delivery, now) {
+            slot.wake();
+        }
+        let after = slot.session.stats();
+        drop(slot);
+        let dropped = after.dropped_queue_full - before.dropped_queue_full;
+        if dropped > 0 {
             self.stats
                 .publish_dropped
                 .fetch_add(dropped, Ordering::Relaxed);
+            if WARNINGS.allow() {
+                tracing::warn!(
+                    client_id = %handle.client_id,
+                    "queue full (max_queued_messages / max_queued_bytes): message dropped"
+                );
+            }
+        }
+        let too_large = after.dropped_too_large - before.dropped_too_large;
+        if too_large > 0 {
+            self.stats
+                .publish_too_large
+                .fetch_add(too_large, Ordering::Relaxed);
+        }
+        let expired = after.dropped_expired - before.dropped_expired;
+        if expired > 0 {
+            self.stats
+                .publish_expired
+                .fetch_add(expired, Ordering::Relaxed);
         }
     }
 
@@ -999,57 +1013,9 @@ impl Broker {
             let Some(Some(handle)) = by_key.get(d.session as usize) else {
                 continue;
             };
-            // Forwarded to an existing subscription: RETAIN is cleared [MQTT-3.3.1-9] unless the
-            // subscription asked to keep it (5.0 Retain As Published).
-            let mut delivery = Delivery::new(
-                Arc::clone(&publish),
-                qos.min(d.qos),
-                d.retain_as_published && publish.retain,
-            );
-            if expires_at.is_some() || !d.identifiers.is_empty() || d.shared.is_some() {
-                delivery = delivery.with_extras(DeliveryExtras {
-                    expires_at,
-                    identifiers: d.identifiers.iter().collect(),
-                    shared: d.shared,
-                });
-            }
-            let mut slot = handle.lock();
-            let before = slot.session.stats();
-            if slot.session.deliver(delivery, now) {
-                slot.wake();
-            }
-            let after = slot.session.stats();
-            drop(slot);
-            let dropped = after.dropped_queue_full - before.dropped_queue_full;
-            self.count_drops(&before, &after);
-            if dropped > 0 {
-                self.stats
-                    .publish_dropped
-                    .fetch_add(dropped, Ordering::Relaxed);
-                if WARNINGS.allow() {
-                    tracing::warn!(
-                        client_id = %handle.client_id,
-                        "queue full (max_queued_messages / max_queued_bytes): message dropped"
-                    );
-                }
-            }
+            self.deliver_to(handle, routed_delivery(&publish, d, expires_at), now);
         }
         routed
-    }
-
-    fn count_drops(&self, before: &mqtt_session::SessionStats, after: &mqtt_session::SessionStats) {
-        let too_large = after.dropped_too_large - before.dropped_too_large;
-        if too_large > 0 {
-            self.stats
-                .publish_too_large
-                .fetch_add(too_large, Ordering::Relaxed);
-        }
-        let expired = after.dropped_expired - before.dropped_expired;
-        if expired > 0 {
-            self.stats
-                .publish_expired
-                .fetch_add(expired, Ordering::Relaxed);
-        }
     }
 
     /// Handles a SUBSCRIBE: adds (or replaces) each subscription [MQTT-3.8.4-3] at the granted
@@ -1333,6 +1299,30 @@ impl Broker {
             *slot = handle;
         }
     }
+}
+
+/// What a session gets of a routed message: the lower of the message's QoS and the
+/// subscription's; RETAIN cleared [MQTT-3.3.1-9] unless the subscription asked to keep it (5.0
+/// Retain As Published); the expiry, subscription identifiers and shared subscription, when
+/// there are any.
+fn routed_delivery(
+    publish: &Arc<Publish>,
+    d: mqtt_topic::Delivery<SessionKey>,
+    expires_at: Option<Instant>,
+) -> Delivery {
+    let mut delivery = Delivery::new(
+        Arc::clone(publish),
+        publish.qos.qos().min(d.qos),
+        d.retain_as_published && publish.retain,
+    );
+    if expires_at.is_some() || !d.identifiers.is_empty() || d.shared.is_some() {
+        delivery = delivery.with_extras(DeliveryExtras {
+            expires_at,
+            identifiers: d.identifiers.iter().collect(),
+            shared: d.shared,
+        });
+    }
+    delivery
 }
 
 /// A will's 5.0 Will Delay Interval, in seconds (0 when absent).

@@ -8,22 +8,16 @@
 mod support;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use mqtt_client::{
-    Backoff, Client, ConnectOptions, ConnectionError, Error, Event, Events, Message,
-    OutgoingMessage, ProtocolVersion, QoS, ReasonCode,
+    Backoff, Client, ConnectOptions, ConnectionError, Error, Event, Events, OutgoingMessage,
+    ProtocolVersion, QoS, ReasonCode,
 };
 use support::ours::{CuttingProxy, OurBroker};
-use support::{Mosquitto, peers};
-
-/// The longest any test may run.
-const TEST_LIMIT: Duration = Duration::from_secs(90);
-/// The longest a test waits for one expected event.
-const EVENT_LIMIT: Duration = Duration::from_secs(20);
+use support::{EVENT_LIMIT, Mosquitto, bounded, next_message, peers};
 
 fn options(port: u16) -> ConnectOptions {
     ConnectOptions::new("127.0.0.1", port)
@@ -38,24 +32,6 @@ fn quick() -> Option<Backoff> {
         max: Duration::from_millis(200),
         max_attempts: None,
     })
-}
-
-async fn bounded<F: Future<Output = ()>>(test: F) {
-    tokio::time::timeout(TEST_LIMIT, test)
-        .await
-        .expect("the test did not finish in time");
-}
-
-/// The next message, skipping connection events.
-async fn next_message(events: &mut Events) -> Message {
-    loop {
-        match tokio::time::timeout(EVENT_LIMIT, events.recv()).await {
-            Ok(Some(Event::Message(m))) => return m,
-            Ok(Some(_)) => {}
-            Ok(None) => panic!("the event stream ended"),
-            Err(_) => panic!("no message within {EVENT_LIMIT:?}"),
-        }
-    }
 }
 
 /// Waits for an event matching `want`, skipping others.

@@ -11,37 +11,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mqtt_client::{
-    Client, ConnectOptions, Disconnect, Event, Events, Message, OutgoingMessage, PublishProperties,
-    QoS, ReasonCode, SubscribeProperties, Subscription, SubscriptionId, SubscriptionOptions,
-    TopicFilter, TopicName, WillProperties,
+    Client, ConnectOptions, Disconnect, Event, OutgoingMessage, PublishProperties, QoS, ReasonCode,
+    SubscribeProperties, Subscription, SubscriptionId, SubscriptionOptions, TopicFilter, TopicName,
+    WillProperties,
 };
 use mqtt_codec::MqttString;
-use support::{Peer, peers};
-
-const TEST_LIMIT: Duration = Duration::from_secs(60);
-const EVENT_LIMIT: Duration = Duration::from_secs(20);
+use support::{Peer, bounded, next_message, peers};
 
 fn options(peer: &Peer) -> ConnectOptions {
     ConnectOptions::new("127.0.0.1", peer.port())
         .connect_timeout(Duration::from_secs(10))
         .request_timeout(Some(Duration::from_secs(30)))
-}
-
-async fn bounded(test: impl std::future::Future<Output = ()>) {
-    tokio::time::timeout(TEST_LIMIT, test)
-        .await
-        .expect("the test did not finish in time");
-}
-
-async fn next_message(events: &mut Events) -> Message {
-    loop {
-        match tokio::time::timeout(EVENT_LIMIT, events.recv()).await {
-            Ok(Some(Event::Message(m))) => return m,
-            Ok(Some(_)) => {}
-            Ok(None) => panic!("the event stream ended"),
-            Err(_) => panic!("no message within {EVENT_LIMIT:?}"),
-        }
-    }
 }
 
 fn s(text: &str) -> MqttString {

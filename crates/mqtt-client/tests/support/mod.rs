@@ -847,3 +847,27 @@ pub fn peers() -> [Peer; 2] {
         Peer::Mosquitto(Mosquitto::start()),
     ]
 }
+
+/// The longest one client test may run ([`bounded`]).
+pub const TEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(90);
+/// The longest a client test waits for one expected event ([`next_message`]).
+pub const EVENT_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Runs a client test within [`TEST_LIMIT`].
+pub async fn bounded<F: std::future::Future<Output = ()>>(test: F) {
+    tokio::time::timeout(TEST_LIMIT, test)
+        .await
+        .expect("the test did not finish in time");
+}
+
+/// The next message, skipping connection events.
+pub async fn next_message(events: &mut mqtt_client::Events) -> mqtt_client::Message {
+    loop {
+        match tokio::time::timeout(EVENT_LIMIT, events.recv()).await {
+            Ok(Some(mqtt_client::Event::Message(m))) => return m,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the event stream ended"),
+            Err(_) => panic!("no message within {EVENT_LIMIT:?}"),
+        }
+    }
+}
