@@ -11,7 +11,7 @@ use mqtt_client::{OutgoingMessage, ProtocolVersion, TopicName};
 
 use crate::connection::{ConnectionArgs, FileDefaults, UsageError};
 use crate::publish::usage_failure_for;
-use crate::subscribe::{self, SubArgs};
+use crate::subscribe::{self, OutputArgs, SubArgs};
 
 /// `mqtt rr` options: `mosquitto_rr`'s.
 #[derive(Args, Debug, Clone, Default)]
@@ -35,24 +35,10 @@ pub struct RrArgs {
     /// The request's payload, from stdin.
     #[arg(short = 's', long = "stdin-file")]
     pub stdin: bool,
-    /// Exit with status 27 after this many seconds without a response.
-    #[arg(short = 'W', long = "timeout", allow_hyphen_values = true)]
-    pub timeout: Option<String>,
-    /// Print `topic payload`.
-    #[arg(short = 'v', long = "verbose")]
-    pub verbose: bool,
-    /// Output format, as `mqtt sub -F`.
-    #[arg(short = 'F', allow_hyphen_values = true)]
-    pub format: Option<String>,
-    /// No end of line after the response.
-    #[arg(short = 'N')]
-    pub no_eol: bool,
-    /// Pretty-print JSON output.
-    #[arg(long = "pretty")]
-    pub pretty: bool,
-    /// Do not print a retained ("stale") response.
-    #[arg(short = 'R')]
-    pub no_retained: bool,
+    /// How the response is printed (as `mqtt sub`), and `-W`: exit with status 27 after this
+    /// many seconds without a response.
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Connection options.
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -127,12 +113,7 @@ pub async fn run(args: RrArgs, file: &FileDefaults) -> ExitCode {
     let sub = SubArgs {
         topics: vec![response],
         count: Some("1".into()),
-        timeout: args.timeout.clone(),
-        verbose: args.verbose,
-        format: args.format.clone(),
-        no_eol: args.no_eol,
-        pretty: args.pretty,
-        no_retained: args.no_retained,
+        output: args.output.clone(),
         connection: args.connection.clone(),
         ..SubArgs::default()
     };

@@ -47,6 +47,26 @@ pub struct SubArgs {
     /// Exit after this many messages.
     #[arg(short = 'C', long = "count", allow_hyphen_values = true)]
     pub count: Option<String>,
+    /// How messages are printed, and `-W`.
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Exit once the subscriptions are acknowledged.
+    #[arg(short = 'E')]
+    pub exit_after_subscribe: bool,
+    /// Only handle retained messages; exit at the first message that is not retained.
+    #[arg(long = "retained-only")]
+    pub retained_only: bool,
+    /// Clear every retained message received (publish an empty retained message to it).
+    #[arg(long = "remove-retained")]
+    pub remove_retained: bool,
+    /// Connection options.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+/// The options `sub` and `rr` share: how messages are printed, and the timeout.
+#[derive(Args, Debug, Clone, Default)]
+pub struct OutputArgs {
     /// Exit with status 27 after this many seconds.
     #[arg(short = 'W', long = "timeout", allow_hyphen_values = true)]
     pub timeout: Option<String>,
@@ -65,18 +85,6 @@ pub struct SubArgs {
     /// Do not print retained ("stale") messages.
     #[arg(short = 'R')]
     pub no_retained: bool,
-    /// Exit once the subscriptions are acknowledged.
-    #[arg(short = 'E')]
-    pub exit_after_subscribe: bool,
-    /// Only handle retained messages; exit at the first message that is not retained.
-    #[arg(long = "retained-only")]
-    pub retained_only: bool,
-    /// Clear every retained message received (publish an empty retained message to it).
-    #[arg(long = "remove-retained")]
-    pub remove_retained: bool,
-    /// Connection options.
-    #[command(flatten)]
-    pub connection: ConnectionArgs,
 }
 
 /// What ended the subscription.
@@ -117,6 +125,7 @@ impl SubArgs {
             .map(|c| positive(c, "message count"))
             .transpose()?;
         let timeout = self
+            .output
             .timeout
             .as_deref()
             .map(|t| positive(t, "timeout"))
@@ -155,13 +164,13 @@ impl SubArgs {
             }
         }
         let printer = Printer::from_options(
-            self.format.as_deref(),
-            self.verbose,
-            self.pretty,
-            !self.no_eol,
+            self.output.format.as_deref(),
+            self.output.verbose,
+            self.output.pretty,
+            !self.output.no_eol,
         )
         .map_err(|e| UsageError::new(e.to_string()))?;
-        if self.no_retained && self.retained_only {
+        if self.output.no_retained && self.retained_only {
             return Err(UsageError::with_layout(
                 "Combining '-R' and '--retained-only' makes no sense.",
                 Layout::BlankFirst,
@@ -486,7 +495,7 @@ impl Receiver<'_> {
                             while clears.try_join_next().is_some() {}
                             clears.spawn(clear(client.clone(), m.topic().clone()));
                         }
-                        if args.no_retained && m.retain() {
+                        if args.output.no_retained && m.retain() {
                             continue;
                         }
                         if self.plan.filter_out.iter().any(|f| f.matches(m.topic())) {

@@ -23,7 +23,7 @@ import hmac
 import os
 import time
 
-from paho_common import check, log, run, tcp_connect
+from paho_common import check, log, recv_exactly, run, tcp_connect
 
 METHOD = "SCRAM-SHA-256"
 
@@ -73,12 +73,7 @@ def read_varint(sock):
 
 
 def recv(sock, count):
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        check(chunk, f"connection closed after {len(data)} of {count} bytes")
-        data += chunk
-    return data
+    return recv_exactly(sock, count, 10)
 
 
 def read_packet(sock):
