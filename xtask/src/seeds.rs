@@ -148,10 +148,10 @@ fn fuzz_targets(fuzz: &Path) -> Result<Vec<String>> {
     let mut targets = Vec::new();
     for entry in fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
         let path = entry?.path();
-        if path.extension().is_some_and(|ext| ext == "rs") {
-            if let Some(stem) = path.file_stem() {
-                targets.push(stem.to_string_lossy().into_owned());
-            }
+        if path.extension().is_some_and(|ext| ext == "rs")
+            && let Some(stem) = path.file_stem()
+        {
+            targets.push(stem.to_string_lossy().into_owned());
         }
     }
     targets.sort();

@@ -56,11 +56,11 @@ fn drain(handles: &[Arc<SessionHandle>]) {
     for h in handles {
         let mut slot = h.lock();
         for out in slot.session.take_outbox() {
-            if let mqtt_session::Outgoing::Publish { envelope, .. } = out {
-                if let Some(id) = envelope.qos.packet_id() {
-                    let ack = mqtt_codec::Packet::PubAck(mqtt_codec::PubAck::new(id));
-                    let _ = slot.session.handle_packet(ack, Instant::now());
-                }
+            if let mqtt_session::Outgoing::Publish { envelope, .. } = out
+                && let Some(id) = envelope.qos.packet_id()
+            {
+                let ack = mqtt_codec::Packet::PubAck(mqtt_codec::PubAck::new(id));
+                let _ = slot.session.handle_packet(ack, Instant::now());
             }
         }
         slot.session.take_outbox();

@@ -1540,11 +1540,10 @@ async fn subscriber(mut task: Task, index: u32) -> SubReport {
                     if report.received >= limit {
                         break;
                     }
-                    if let (Some(want), Some(t)) = (expected, tracker.as_ref()) {
-                        if t.distinct() >= want {
+                    if let (Some(want), Some(t)) = (expected, tracker.as_ref())
+                        && t.distinct() >= want {
                             break;
                         }
-                    }
                 }
                 Some(Event::Disconnected { reason }) => {
                     report.dropped = Some(reason.to_string());

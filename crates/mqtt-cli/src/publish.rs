@@ -291,10 +291,10 @@ async fn publish_repeated(
             tokio::time::sleep(delay).await;
         }
         // A bounded number of answers pending, however many repeats.
-        if acks.len() >= MAX_PENDING_ACKS {
-            if let Some(ack) = acks.pop_front() {
-                ack.await?;
-            }
+        if acks.len() >= MAX_PENDING_ACKS
+            && let Some(ack) = acks.pop_front()
+        {
+            ack.await?;
         }
         acks.push_back(client.send(message.clone()).await?);
     }

@@ -863,14 +863,15 @@ impl<T> ClientSession<T> {
         if self.pong_deadline.is_some_and(|d| now >= d) {
             return Err(ClientClose::PingTimeout);
         }
-        if let (Some(due), Some(keep_alive)) = (self.ping_due, self.keep_alive) {
-            if now >= due && self.connected {
-                self.transmit.push_back(Packet::PingReq);
-                if self.pong_deadline.is_none() {
-                    self.pong_deadline = Some(now + keep_alive);
-                }
-                self.ping_due = Some(now + keep_alive);
+        if let (Some(due), Some(keep_alive)) = (self.ping_due, self.keep_alive)
+            && now >= due
+            && self.connected
+        {
+            self.transmit.push_back(Packet::PingReq);
+            if self.pong_deadline.is_none() {
+                self.pong_deadline = Some(now + keep_alive);
             }
+            self.ping_due = Some(now + keep_alive);
         }
         Ok(())
     }
@@ -884,10 +885,10 @@ impl<T> ClientSession<T> {
     /// Packets were written at `now`: the next PINGREQ is due a keep alive period later
     /// [MQTT-3.1.2-23].
     pub fn sent(&mut self, now: Instant) {
-        if let Some(keep_alive) = self.keep_alive {
-            if self.connected {
-                self.ping_due = Some(now + keep_alive);
-            }
+        if let Some(keep_alive) = self.keep_alive
+            && self.connected
+        {
+            self.ping_due = Some(now + keep_alive);
         }
     }
 

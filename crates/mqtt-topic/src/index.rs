@@ -1011,14 +1011,13 @@ impl<K: SessionKey> SubscriptionIndex<K> {
         let removed = list.swap_remove(pos)?;
         let moved = list.as_slice().get(pos).map(|e| e.session);
         self.len = self.len.saturating_sub(1);
-        if let Some(moved) = moved {
-            if let Some(r) = self
+        if let Some(moved) = moved
+            && let Some(r) = self
                 .sessions
                 .get_mut(&moved)
                 .and_then(|s| s.find_mut(sub.node, sub.slot))
-            {
-                r.pos = sub.pos;
-            }
+        {
+            r.pos = sub.pos;
         }
         Some(removed.data)
     }
@@ -1132,11 +1131,9 @@ impl<'t, K: SessionKey> Walk<'_, '_, 't, K> {
         };
         let wildcards = !(root && self.dollar);
         // `#` below this node matches the rest, including nothing (`sport/#` matches `sport`).
-        if wildcards {
-            if let Some(extra) = &node.extra {
-                self.collect(extra.multi.as_slice());
-                self.collect_groups(extra, true);
-            }
+        if wildcards && let Some(extra) = &node.extra {
+            self.collect(extra.multi.as_slice());
+            self.collect_groups(extra, true);
         }
         let Some(level) = levels.next() else {
             self.collect(node.exact.as_slice());
@@ -1145,10 +1142,10 @@ impl<'t, K: SessionKey> Walk<'_, '_, 't, K> {
             }
             return;
         };
-        if node.children > 0 {
-            if let Some(child) = index.child(id, level) {
-                self.node(child, levels.clone(), false, depth + 1);
-            }
+        if node.children > 0
+            && let Some(child) = index.child(id, level)
+        {
+            self.node(child, levels.clone(), false, depth + 1);
         }
         if wildcards && node.plus != NONE {
             self.node(node.plus, levels, false, depth + 1);

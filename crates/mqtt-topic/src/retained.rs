@@ -158,11 +158,11 @@ impl<V> RetainedTree<V> {
     pub fn retain(&mut self, mut keep: impl FnMut(&TopicName, &mut V) -> bool) {
         let mut emptied = Vec::new();
         for (id, node) in self.nodes.iter_mut().enumerate() {
-            if let Some((topic, value)) = &mut node.value {
-                if !keep(topic, value) {
-                    node.value = None;
-                    emptied.push(u32::try_from(id).unwrap_or(NONE));
-                }
+            if let Some((topic, value)) = &mut node.value
+                && !keep(topic, value)
+            {
+                node.value = None;
+                emptied.push(u32::try_from(id).unwrap_or(NONE));
             }
         }
         self.len -= emptied.len();

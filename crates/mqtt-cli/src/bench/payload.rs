@@ -142,10 +142,10 @@ impl Seen {
             .map(|w| u64::from(w.count_ones()))
             .sum();
         let rest = sent % 64;
-        if rest > 0 {
-            if let Some(w) = self.bits.get(full_words) {
-                count += u64::from((w & ((1u64 << rest) - 1)).count_ones());
-            }
+        if rest > 0
+            && let Some(w) = self.bits.get(full_words)
+        {
+            count += u64::from((w & ((1u64 << rest) - 1)).count_ones());
         }
         count
     }

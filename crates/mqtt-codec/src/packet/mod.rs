@@ -348,10 +348,11 @@ pub(crate) fn decode_frame(
             .finish(Auth::parse(body, &cx))
             .map(|p| Packet::Auth(Box::new(p))),
     }?;
-    if let Packet::Connect(connect) = &packet {
-        if connect.protocol.is_v5() && !header.is_minimal() {
-            return Err(Error::NonMinimalVarInt);
-        }
+    if let Packet::Connect(connect) = &packet
+        && connect.protocol.is_v5()
+        && !header.is_minimal()
+    {
+        return Err(Error::NonMinimalVarInt);
     }
     Ok(packet)
 }
