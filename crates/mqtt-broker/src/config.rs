@@ -5,6 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use mqtt_session::store::SyncPolicy;
 use serde::{Deserialize, Serialize};
 
 /// The most runtime worker threads `worker_threads` may ask for.
@@ -85,6 +86,34 @@ pub struct Config {
     /// lines, written by `mqtt-broker scram-credential USER`): enhanced authentication with
     /// the method `SCRAM-SHA-256` is offered.
     pub scram_users_file: String,
+    /// Whether persistent sessions, their messages and the retained messages are kept on disk
+    /// (in `data_dir`) and survive a restart, a crash included.
+    pub persistence: bool,
+    /// The data directory of the durable store (created if missing; relative paths are from
+    /// the working directory).
+    pub data_dir: String,
+    /// When the store syncs to disk, and so when acknowledgements go out: `always`, `batch`
+    /// (group commit every `sync_batch_ms`) or `never` (see docs/broker.md for each one's
+    /// loss window).
+    #[serde(with = "sync_policy")]
+    pub sync: SyncPolicy,
+    /// With `sync = "batch"`: milliseconds records are gathered before one sync.
+    pub sync_batch_ms: u64,
+}
+
+/// `sync` as its name in TOML.
+mod sync_policy {
+    use mqtt_session::store::SyncPolicy;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(p: &SyncPolicy, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SyncPolicy, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for Config {
@@ -118,6 +147,10 @@ impl Default for Config {
             server_reference: String::new(),
             server_moved: false,
             scram_users_file: String::new(),
+            persistence: false,
+            data_dir: "mqtt-data".into(),
+            sync: SyncPolicy::Batch,
+            sync_batch_ms: 2,
         }
     }
 }
@@ -173,6 +206,18 @@ impl Config {
                     message: "must be at least 1".into(),
                 });
             }
+        }
+        if self.sync_batch_ms == 0 || self.sync_batch_ms > 1000 {
+            return Err(ConfigError {
+                key: "sync_batch_ms".into(),
+                message: "must be between 1 and 1000".into(),
+            });
+        }
+        if self.persistence && self.data_dir.trim().is_empty() {
+            return Err(ConfigError {
+                key: "data_dir".into(),
+                message: "must name a directory when persistence is on".into(),
+            });
         }
         if self.worker_threads > MAX_WORKER_THREADS {
             return Err(ConfigError {

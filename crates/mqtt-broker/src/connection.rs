@@ -762,17 +762,24 @@ impl std::fmt::Display for ReadError {
 /// Writes what the session has to say, encoded in one buffer and one write. Returns whether
 /// it wrote the server's DISCONNECT: nothing may follow it [MQTT-3.14.4-1], so what came
 /// after it in the outbox is dropped and the writer stops.
+///
+/// With a durable store, the outbox waits until the records it depends on are durable (its
+/// packet identifiers, subscriptions, the stored copies of what it acknowledges): nothing goes
+/// out that a crash could make the broker forget. While a message the client published is
+/// being routed, its acknowledgement stays in the outbox: the writer is woken when it is done.
 async fn flush(link: &Link, writer: &mut OwnedWriteHalf) -> std::io::Result<bool> {
-    let outbox = {
+    let (outbox, need) = {
         let mut slot = link.handle.lock();
-        if slot.owner != link.generation {
+        if slot.owner != link.generation || slot.routing {
             return Ok(false);
         }
-        slot.session.take_outbox()
+        slot.commit();
+        (slot.session.take_outbox(), slot.need)
     };
     if outbox.is_empty() {
         return Ok(false);
     }
+    link.broker.wait_durable(need).await;
     let mut last = false;
     let mut out = BytesMut::new();
     let mut packets = 0u64;

@@ -25,13 +25,13 @@ use mqtt_codec::{
     ConnAckProperties, Connect, Packet, ProtocolVersion, Publish, QoS, QosPid, ReasonCode,
     RetainHandling, SubAck, Subscribe, UnsubAck, Unsubscribe, Will,
 };
-use mqtt_session::store::{MemoryStore, SessionStore};
-use mqtt_session::{Action, Attach, Close, Delivery, DeliveryExtras, Limits, Session};
+use mqtt_session::store::{MemoryStore, Recovered, SessionStore, StoredRetained};
+use mqtt_session::{Action, Attach, Change, Close, Delivery, DeliveryExtras, Limits, Session};
 use mqtt_topic::{
     MqttString, Publisher, RetainedTree, SharedIndex, SubscriptionData, SubscriptionIndex,
     TopicName,
 };
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
 
@@ -112,6 +112,8 @@ pub struct SessionHandle {
     key: SessionKey,
     client_id: MqttString,
     slot: Mutex<Slot>,
+    /// Where the session's changes are recorded (when it keeps a journal).
+    store: Arc<dyn SessionStore>,
     /// Serializes the changes to the session's subscriptions (SUBSCRIBE, UNSUBSCRIBE) with a
     /// takeover, so that a subscription of the old connection can never land in the new
     /// connection's session. Lock order: `changes`, then retained, index, slot.
@@ -140,6 +142,13 @@ pub struct Slot {
     /// When this session's entry in the timer heap is due (one live entry per session; others
     /// are stale and skipped).
     scheduled: Option<Instant>,
+    /// The store's sequence number that must be durable before what is now in the outbox may
+    /// be written: the records it depends on (its packet identifiers, its subscriptions, the
+    /// copies of a message it acknowledges).
+    pub need: u64,
+    /// While a message this session published is being routed: its acknowledgement is in the
+    /// outbox but must not go out before the routing (and its records) is done.
+    pub routing: bool,
 }
 
 impl Slot {
@@ -173,6 +182,49 @@ impl Slot {
     }
 }
 
+/// A locked session. Dropping it (or [`SlotGuard::commit`]) hands the changes the session
+/// recorded to the store, and raises [`Slot::need`] to their sequence number: nothing the
+/// session has said can be written before the records it depends on.
+#[derive(Debug)]
+pub struct SlotGuard<'a> {
+    guard: MutexGuard<'a, Slot>,
+    handle: &'a SessionHandle,
+}
+
+impl SlotGuard<'_> {
+    /// Records the session's changes now.
+    pub fn commit(&mut self) {
+        if self.guard.session.has_changes() {
+            let changes = self.guard.session.take_changes();
+            let lsn = self
+                .handle
+                .store
+                .record(self.handle.client_id.as_str(), changes);
+            self.guard.need = self.guard.need.max(lsn);
+        }
+    }
+}
+
+impl std::ops::Deref for SlotGuard<'_> {
+    type Target = Slot;
+
+    fn deref(&self) -> &Slot {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for SlotGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Slot {
+        &mut self.guard
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.commit();
+    }
+}
+
 impl SessionHandle {
     /// The session's key in the index.
     pub fn key(&self) -> SessionKey {
@@ -185,10 +237,13 @@ impl SessionHandle {
     }
 
     /// Locks the session.
-    pub fn lock(&self) -> MutexGuard<'_, Slot> {
+    pub fn lock(&self) -> SlotGuard<'_> {
         // A panic while the lock was held cannot leave the machine half-updated in a way that
         // matters more than losing the broker: recover the guard.
-        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+        SlotGuard {
+            guard: self.slot.lock().unwrap_or_else(PoisonError::into_inner),
+            handle: self,
+        }
     }
 }
 
@@ -320,6 +375,8 @@ pub struct Broker {
     authenticator: Arc<dyn Authenticator>,
     auth_methods: Vec<Arc<dyn crate::auth::AuthMethod>>,
     timers: Mutex<BinaryHeap<Reverse<Timer>>>,
+    /// The store's durable sequence number, for connections waiting to write.
+    durable: Arc<watch::Sender<u64>>,
     generations: AtomicU64,
     assigned_ids: AtomicU64,
     id_hasher: std::collections::hash_map::RandomState,
@@ -344,13 +401,43 @@ impl Broker {
     }
 
     /// A broker with this configuration, and what it asks for beyond the defaults: the
-    /// SCRAM-SHA-256 credentials of `scram_users_file`.
+    /// SCRAM-SHA-256 credentials of `scram_users_file`; with `persistence`, the durable store
+    /// in `data_dir`, opened and loaded ([`Broker::restore`]).
     ///
     /// # Errors
-    /// A file the configuration names that cannot be read or parsed.
+    /// A file the configuration names that cannot be read or parsed; a data directory that
+    /// cannot be used (not a damaged store: that loads its valid part).
     pub fn from_config(config: Config, now: Instant) -> Result<Self, String> {
+        Self::from_config_at(config, now, std::time::SystemTime::now())
+    }
+
+    /// [`Broker::from_config`] with the wall-clock time of `now` given: the durable store keeps
+    /// wall-clock times (tests run the broker on a virtual clock).
+    ///
+    /// # Errors
+    /// As [`Broker::from_config`].
+    pub fn from_config_at(
+        config: Config,
+        now: Instant,
+        wall: std::time::SystemTime,
+    ) -> Result<Self, String> {
         let scram = config.scram_users_file.clone();
-        let mut broker = Self::new(config, now);
+        let mut broker = if config.persistence {
+            let dir = std::path::PathBuf::from(&config.data_dir);
+            let options = mqtt_session::store::StoreOptions {
+                sync: config.sync,
+                batch_interval: Duration::from_millis(config.sync_batch_ms),
+                ..mqtt_session::store::StoreOptions::default()
+            };
+            let (store, recovered) =
+                mqtt_session::store::DurableStore::open(&dir, options, now, wall)
+                    .map_err(|e| format!("data_dir: {e}"))?;
+            let broker = Self::with(config, now, Arc::new(store), Arc::new(AllowAll));
+            broker.restore(recovered, now);
+            broker
+        } else {
+            Self::new(config, now)
+        };
         if !scram.is_empty() {
             let method = crate::auth::ScramMethod::from_file(std::path::Path::new(&scram))
                 .map_err(|e| format!("scram_users_file: {e}"))?;
@@ -367,6 +454,7 @@ impl Broker {
         authenticator: Arc<dyn Authenticator>,
     ) -> Self {
         let limits = Limits {
+            journal: store.is_durable(),
             max_inflight: config.max_inflight,
             max_queued_messages: config.max_queued_messages,
             max_queued_bytes: config.max_queued_bytes,
@@ -376,6 +464,13 @@ impl Broker {
             validate_utf8_payload: config.validate_utf8_payload,
             max_session_expiry: config.max_session_expiry_secs,
         };
+        let durable = Arc::new(watch::channel(store.durable()).0);
+        {
+            let durable = Arc::clone(&durable);
+            store.on_durable(Box::new(move |lsn| {
+                durable.send_replace(lsn);
+            }));
+        }
         Self {
             config,
             limits,
@@ -388,6 +483,7 @@ impl Broker {
             authenticator,
             auth_methods: Vec::new(),
             timers: Mutex::new(BinaryHeap::new()),
+            durable,
             generations: AtomicU64::new(1),
             assigned_ids: AtomicU64::new(0),
             id_hasher: std::collections::hash_map::RandomState::new(),
@@ -410,6 +506,142 @@ impl Broker {
     /// (5.0) The enhanced authentication method of this name, if offered.
     pub fn auth_method(&self, name: &str) -> Option<Arc<dyn crate::auth::AuthMethod>> {
         self.auth_methods.iter().find(|m| m.name() == name).cloned()
+    }
+
+    /// The session store.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
+    /// Waits until the store's records up to `lsn` are durable (at once when they are, or when
+    /// the store keeps nothing).
+    pub async fn wait_durable(&self, lsn: u64) {
+        if self.store.durable() >= lsn {
+            return;
+        }
+        let mut rx = self.durable.subscribe();
+        let _ = rx.wait_for(|&d| d >= lsn).await;
+    }
+
+    /// Puts back what a durable store held at start-up: the persistent sessions (detached, with
+    /// their subscriptions in the index and their timers running) and the retained messages.
+    /// A session whose client was connected when the broker stopped without a clean shutdown
+    /// is taken as disconnected now.
+    pub fn restore(&self, recovered: Recovered, now: Instant) {
+        let Recovered {
+            sessions,
+            retained,
+            report,
+        } = recovered;
+        for damage in &report.damaged {
+            tracing::warn!("store: {damage}");
+        }
+        if report.inconsistencies > 0 || report.unreadable > 0 {
+            tracing::warn!(
+                inconsistencies = report.inconsistencies,
+                unreadable = report.unreadable,
+                "store: records that did not fit the state were skipped"
+            );
+        }
+        {
+            let mut tree = self
+                .retained
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for r in &retained {
+                tree.insert(
+                    r.publish.topic.clone(),
+                    Retained {
+                        publish: Arc::clone(&r.publish),
+                        qos: r.qos,
+                        expires_at: r.expires_at,
+                    },
+                );
+            }
+        }
+        let count = sessions.len();
+        for stored in sessions {
+            let detached_at = stored.detached_at;
+            let delayed_will = stored.delayed_will.clone();
+            let session = Session::from_stored(stored, self.limits);
+            let client_id = session.client_id().clone();
+            let expiry = session.expiry_interval();
+            let key = self.allocate_key();
+            let handle = Arc::new(SessionHandle {
+                key,
+                client_id: client_id.clone(),
+                slot: Mutex::new(Slot {
+                    session,
+                    owner: 0,
+                    waker: None,
+                    detached: 0,
+                    expires_at: None,
+                    delayed_will: delayed_will.map(Box::new),
+                    scheduled: None,
+                    need: 0,
+                    routing: false,
+                }),
+                store: Arc::clone(&self.store),
+                changes: Mutex::new(()),
+            });
+            let timer = {
+                let mut slot = handle.lock();
+                let since = detached_at.unwrap_or_else(|| {
+                    // Connected when the broker went down: disconnected now.
+                    slot.session.record(Change::Detached { at: now });
+                    now
+                });
+                slot.expires_at =
+                    (expiry < u32::MAX).then(|| since + Duration::from_secs(u64::from(expiry)));
+                let next = slot.next_deadline();
+                let timer = slot.schedule(next);
+                let mut index = self.index.write();
+                for (filter, data) in slot.session.subscriptions() {
+                    index.insert(key, filter, *data);
+                }
+                index.set_available(key, false);
+                timer
+            };
+            self.set_key(key, Some(Arc::clone(&handle)));
+            lock(&self.by_id).insert(client_id, Arc::clone(&handle));
+            if let Some(at) = timer {
+                self.push_timer(at, &handle);
+            }
+        }
+        tracing::info!(
+            sessions = count,
+            retained = retained.len(),
+            records = report.records,
+            elapsed_ms = u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
+            "store loaded"
+        );
+    }
+
+    /// Gives a session the bodies of its queued messages that the store keeps (all of them,
+    /// or those of shared subscriptions), so that they can be sent or handed on.
+    fn fill_spilled(
+        &self,
+        handle: &SessionHandle,
+        slot: &mut Slot,
+        shared_only: bool,
+        now: Instant,
+    ) {
+        let entries = slot.session.spilled_entries(shared_only);
+        if entries.is_empty() {
+            return;
+        }
+        let loaded = self.store.load_queued(handle.client_id.as_str(), &entries);
+        let lost = loaded.iter().filter(|(_, d)| d.is_none()).count();
+        if lost > 0 {
+            tracing::error!(client_id = %handle.client_id, lost,
+                "store: queued messages could not be read back; dropped");
+        }
+        slot.session.fill(loaded, now);
+    }
+
+    /// Blocks until everything recorded is in the store's files (for a clean stop).
+    pub fn flush_store(&self) {
+        self.store.flush();
     }
 
     /// When the broker started (for `$SYS/broker/uptime`).
@@ -607,15 +839,23 @@ impl Broker {
                 // A will waiting for its delay: cancelled if the session resumes before the delay
                 // ran out [MQTT-3.1.3-9], published now if it ran out (the timer may not have
                 // run yet) or the session ends here.
-                if let Some(delayed) = slot.delayed_will.take()
-                    && (!resume || delayed.0 <= now)
-                {
-                    old_wills.push(delayed.1);
+                if let Some(delayed) = slot.delayed_will.take() {
+                    slot.session.record(Change::WillDone);
+                    if !resume || delayed.0 <= now {
+                        old_wills.push(delayed.1);
+                    }
                 }
                 slot.expires_at = None;
                 if !resume {
+                    // Messages of shared subscriptions go to another member: their bodies
+                    // first come back from the store.
+                    self.fill_spilled(handle, &mut slot, true, now);
                     orphans = slot.session.take_shared_unacknowledged();
                     slot.session.clear();
+                } else if expiry == 0 {
+                    // The session stops being persistent, and the store forgets it: its queue
+                    // comes back into memory first.
+                    self.fill_spilled(handle, &mut slot, false, now);
                 }
                 slot.session.set_expiry_interval(expiry);
                 slot.owner = generation;
@@ -640,9 +880,14 @@ impl Broker {
                         expires_at: None,
                         delayed_will: None,
                         scheduled: None,
+                        need: 0,
+                        routing: false,
                     }),
+                    store: Arc::clone(&self.store),
                     changes: Mutex::new(()),
                 });
+                // The new session's first changes go to the store now.
+                drop(handle.lock());
                 self.set_key(key, Some(Arc::clone(&handle)));
                 by_id.insert(handle.client_id.clone(), Arc::clone(&handle));
                 (handle, false)
@@ -654,8 +899,13 @@ impl Broker {
         }
         self.index.write().set_available(handle.key, true);
         drop(changes);
-        if !session_present {
-            self.store.remove(&client_id);
+        if session_present {
+            // Messages queued while the client was away: their bodies come back from the
+            // store (outside the registry lock), and go out behind the CONNACK.
+            let mut slot = handle.lock();
+            if slot.owner == generation {
+                self.fill_spilled(&handle, &mut slot, false, now);
+            }
         }
         let connected = self.stats.connected.fetch_add(1, Ordering::Relaxed) + 1;
         self.stats
@@ -733,16 +983,20 @@ impl Broker {
             let expiry = slot.session.expiry_interval();
             slot.expires_at =
                 (expiry < u32::MAX).then(|| now + Duration::from_secs(u64::from(expiry)));
+            slot.session.record(Change::Detached { at: now });
             if let Some(w) = will.take_if(|w| will_delay(w) > 0) {
                 let at = now + Duration::from_secs(u64::from(will_delay(&w)));
+                slot.session.record(Change::DelayedWill {
+                    at,
+                    will: w.clone(),
+                });
                 slot.delayed_will = Some(Box::new((at, w)));
             }
             let next = slot.next_deadline();
             timer = slot.schedule(next);
-            self.store.save(&slot.session);
         } else {
             orphans = slot.session.take_shared_unacknowledged();
-            slot.session.clear();
+            slot.session.end();
             by_id.remove(&handle.client_id);
         }
         drop(slot);
@@ -792,14 +1046,15 @@ impl Broker {
                 }
             };
             let delivery = routed_delivery(&orphan.publish, d, orphan.expires_at());
-            self.deliver_to(&handle, delivery, now);
+            self.deliver_to(&handle, delivery, now, 0);
         }
     }
 
     /// Hands a delivery to a session, wakes its connection, and counts what the session
     /// dropped (queue full, too large, expired).
-    fn deliver_to(&self, handle: &SessionHandle, delivery: Delivery, now: Instant) {
+    fn deliver_to(&self, handle: &SessionHandle, delivery: Delivery, now: Instant, need: u64) {
         let mut slot = handle.lock();
+        slot.need = slot.need.max(need);
         let before = slot.session.stats();
         if slot.session.deliver(delivery, now) {
             slot.wake();
@@ -873,6 +1128,7 @@ impl Broker {
             let mut will = None;
             if slot.delayed_will.as_ref().is_some_and(|d| d.0 <= now) {
                 will = slot.delayed_will.take().map(|d| d.1);
+                slot.session.record(Change::WillDone);
             }
             let ended = slot.expires_at.is_some_and(|at| at <= now);
             let mut next = None;
@@ -881,8 +1137,12 @@ impl Broker {
                 if let Some(d) = slot.delayed_will.take() {
                     will = Some(d.1);
                 }
+                self.fill_spilled(&handle, &mut slot, true, now);
                 orphans = slot.session.take_shared_unacknowledged();
-                slot.session.clear();
+                // Recorded under the registry lock: a new session under this identifier
+                // cannot have recorded itself yet.
+                slot.session.end();
+                slot.commit();
                 slot.expires_at = None;
                 if by_id
                     .get(&handle.client_id)
@@ -890,9 +1150,6 @@ impl Broker {
                 {
                     by_id.remove(&handle.client_id);
                 }
-                // Under the registry lock: a new session under this identifier cannot have
-                // saved itself yet.
-                self.store.remove(&handle.client_id);
             } else {
                 let deadline = slot.next_deadline();
                 next = slot.schedule(deadline);
@@ -954,6 +1211,18 @@ impl Broker {
         from: Option<&SessionHandle>,
         now: Instant,
     ) -> usize {
+        self.route(publish, from, now, 0)
+    }
+
+    /// [`Broker::publish`], where no copy may be written before the store's record `need` is
+    /// durable.
+    fn route(
+        &self,
+        publish: Arc<Publish>,
+        from: Option<&SessionHandle>,
+        now: Instant,
+        need: u64,
+    ) -> usize {
         if from.is_some() && publish.topic.starts_with("$SYS") {
             return 0;
         }
@@ -973,10 +1242,13 @@ impl Broker {
                     .write()
                     .unwrap_or_else(PoisonError::into_inner),
             );
+            let durable = self.store.is_durable() && !publish.topic.starts_with("$SYS");
             if publish.payload.is_empty() {
                 // A zero-byte retained message clears the topic and is never stored
                 // [MQTT-3.3.1-10, MQTT-3.3.1-11].
-                retained.remove(&publish.topic);
+                if retained.remove(&publish.topic).is_some() && durable {
+                    self.store.retain(&publish.topic, None);
+                }
             } else {
                 // A small message is copied so that it does not pin the (much larger) read
                 // buffer its packet was split from; a large one is kept as it is.
@@ -987,10 +1259,21 @@ impl Broker {
                 };
                 let mut kept = Publish::new(publish.topic.copied(), payload);
                 kept.set_properties(publish.properties().clone());
+                let kept = Arc::new(kept);
+                if durable {
+                    self.store.retain(
+                        &kept.topic,
+                        Some(&StoredRetained {
+                            publish: Arc::clone(&kept),
+                            qos,
+                            expires_at,
+                        }),
+                    );
+                }
                 retained.insert(
                     kept.topic.clone(),
                     Retained {
-                        publish: Arc::new(kept),
+                        publish: kept,
                         qos,
                         expires_at,
                     },
@@ -1013,7 +1296,7 @@ impl Broker {
             let Some(Some(handle)) = by_key.get(d.session as usize) else {
                 continue;
             };
-            self.deliver_to(handle, routed_delivery(&publish, d, expires_at), now);
+            self.deliver_to(handle, routed_delivery(&publish, d, expires_at), now, need);
         }
         routed
     }
@@ -1119,9 +1402,6 @@ impl Broker {
         }
         drop(stored);
         slot.wake();
-        if slot.session.is_persistent() && slot.owner != 0 {
-            self.store.save(&slot.session);
-        }
     }
 
     /// Handles an UNSUBSCRIBE: removes each subscription that exists [MQTT-3.10.4-1] and
@@ -1158,9 +1438,6 @@ impl Broker {
             codes,
         )));
         slot.wake();
-        if slot.session.is_persistent() {
-            self.store.save(&slot.session);
-        }
     }
 
     /// Handles one packet from the client attached to `handle` (connection `generation`): the
@@ -1196,25 +1473,40 @@ impl Broker {
             }
             _ => {}
         }
-        let action = {
+        let (action, need) = {
             let mut slot = handle.lock();
             if slot.owner != generation {
                 return Ok(Flow::TakenOver);
             }
             let action = slot.session.handle_packet(packet, now)?;
+            slot.commit();
             // A PUBACK or PUBREC for a message to route goes out after the routing, which may
-            // change its reason code.
-            if slot.session.has_outgoing() && !matches!(action, Some(Action::Route(_))) {
+            // change its reason code, and whose records it waits for.
+            if matches!(action, Some(Action::Route(_))) {
+                slot.routing = true;
+            } else if slot.session.has_outgoing() {
                 slot.wake();
             }
-            action
+            (action, slot.need)
         };
         match action {
             None => {}
             Some(Action::Route(publish)) => {
                 let id = publish.qos.packet_id();
-                let routed = self.publish(publish, Some(handle), now);
+                // A QoS 2 message is forwarded only once the record of its packet identifier
+                // is durable: a crash cannot make the broker take it for a new one.
+                let need = if publish.qos.qos() == QoS::ExactlyOnce {
+                    need
+                } else {
+                    0
+                };
+                let routed = self.route(publish, Some(handle), now, need);
                 let mut slot = handle.lock();
+                slot.routing = false;
+                if id.is_some() && self.store.is_durable() {
+                    // Acknowledged once every copy the routing stored is durable.
+                    slot.need = slot.need.max(self.store.appended());
+                }
                 if slot.owner != generation {
                     // Taken over while routing: the outbox is the new connection's.
                     return Ok(Flow::TakenOver);

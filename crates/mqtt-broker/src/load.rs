@@ -134,6 +134,29 @@ const KEYS: &[(&str, &str)] = &[
          user:SCRAM-SHA-256$... line each (mqtt-broker scram-credential USER writes one):\n\
          enhanced authentication with the method SCRAM-SHA-256 is offered.",
     ),
+    (
+        "persistence",
+        "Whether persistent sessions, their queued and in-flight messages and the retained\n\
+         messages are kept on disk in data_dir, and survive a restart or a crash (kill -9).",
+    ),
+    (
+        "data_dir",
+        "The data directory of the durable store (created with mode 0700 if missing; relative\n\
+         to the working directory). One broker at a time: it is locked while in use.",
+    ),
+    (
+        "sync",
+        "When the store syncs to disk, and so when acknowledgements go out:\n\
+         \"always\": each write is synced at once, and a PUBACK/PUBREC waits for its sync;\n\
+         \"batch\": writes are gathered for sync_batch_ms, then synced together, and a\n\
+         PUBACK/PUBREC still waits for its batch (nothing acknowledged is lost);\n\
+         \"never\": no sync and no waiting: a crash may lose what the last few milliseconds\n\
+         brought, a power loss what the operating system had not written.",
+    ),
+    (
+        "sync_batch_ms",
+        "With sync = \"batch\": milliseconds writes are gathered before one sync (1 to 1000).",
+    ),
 ];
 
 /// The prefix of the environment variables: `MQTT_PORT` sets `port`.
@@ -150,6 +173,12 @@ pub struct Flags {
     /// `--set KEY=VALUE`, in command-line order (a later one wins). The value is read like an
     /// environment variable's. `--port` and `--bind` win over `--set port=…` and `--set bind=…`.
     pub set: Vec<String>,
+    /// `--persistence`: sets `persistence` to true.
+    pub persistence: bool,
+    /// `--data-dir DIR`: sets `data_dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--sync always|batch|never`: sets `sync`.
+    pub sync: Option<String>,
 }
 
 /// Where a configuration value came from; used to say where an error is.
@@ -418,6 +447,25 @@ fn load_layers(
         };
         layers.set(&defaults, "bind", Value::String(bind.to_string()), origin)?;
     }
+    if flags.persistence {
+        let origin = Origin::Flag {
+            flag: "--persistence".into(),
+        };
+        layers.set(&defaults, "persistence", Value::Boolean(true), origin)?;
+    }
+    if let Some(dir) = &flags.data_dir {
+        let origin = Origin::Flag {
+            flag: "--data-dir".into(),
+        };
+        let dir = Value::String(dir.to_string_lossy().into_owned());
+        layers.set(&defaults, "data_dir", dir, origin)?;
+    }
+    if let Some(sync) = &flags.sync {
+        let origin = Origin::Flag {
+            flag: "--sync".into(),
+        };
+        layers.set(&defaults, "sync", Value::String(sync.clone()), origin)?;
+    }
 
     // Every value was checked on its own and the fields are independent, so this succeeds;
     // should it not, the error still names a key.
@@ -529,6 +577,7 @@ mod tests {
             port: Some(3000),
             bind: None,
             set: vec!["max_inflight=9".into(), "retain_available=false".into()],
+            ..Flags::default()
         };
         let config = load_layers(Some((Path::new("f.toml"), file)), &env, &flags).unwrap();
         assert_eq!(config.port, 3000, "flag beats env beats file");
@@ -550,6 +599,7 @@ mod tests {
             port: Some(1999),
             bind: Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             set: vec!["port=1".into(), "bind=10.0.0.1".into()],
+            ..Flags::default()
         };
         let config = load_layers(None, &no_env, &flags).unwrap();
         assert_eq!(config.port, 1999);

@@ -49,6 +49,20 @@ struct Cli {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
 
+    /// Keep persistent sessions, their messages and the retained messages on disk (the key
+    /// `persistence`).
+    #[arg(long)]
+    persistence: bool,
+
+    /// The data directory of the durable store (the key `data_dir`; default `mqtt-data`).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// When the store syncs, and acknowledgements wait for it: always, batch (the default)
+    /// or never (the key `sync`).
+    #[arg(long, value_name = "POLICY")]
+    sync: Option<String>,
+
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -92,6 +106,9 @@ fn main() -> ExitCode {
         port: cli.port,
         bind: cli.bind,
         set: cli.set,
+        persistence: cli.persistence,
+        data_dir: cli.data_dir,
+        sync: cli.sync,
     };
     let config = match load::load(cli.config.as_deref(), &load::process_env, &flags) {
         Ok(config) => config,

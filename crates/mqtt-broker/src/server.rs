@@ -97,6 +97,9 @@ pub async fn serve(
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; abandoning them");
         tasks.abort_all();
     }
+    // Everything the store was told reaches the disk before the process ends.
+    let store = Arc::clone(&broker);
+    let _ = tokio::task::spawn_blocking(move || store.flush_store()).await;
     tracing::info!("stopped");
     Ok(())
 }

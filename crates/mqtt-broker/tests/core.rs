@@ -15,7 +15,7 @@ use mqtt_codec::{
     ReasonCode, Subscribe, Subscription, SubscriptionOptions, Unsubscribe, Will,
 };
 use mqtt_session::Outgoing;
-use mqtt_session::store::{MemoryStore, SessionStore};
+use mqtt_session::store::MemoryStore;
 use mqtt_topic::{MqttString, TopicFilter, TopicName};
 
 fn broker() -> Broker {
@@ -511,26 +511,6 @@ fn mqtt_4_4_0_1_unacknowledged_messages_are_resent_after_reconnect() {
     b.disconnect(&s.handle, s.generation, false, Instant::now());
     let back = connect(&b, "s", false);
     assert_eq!(back.publishes(), ["PUBLISH q m2 q1 dup"]);
-}
-
-/// Persistent sessions are written to the session store when their client goes away and
-/// removed from it when a clean session replaces them.
-#[test]
-fn persistent_sessions_go_through_the_store() {
-    let store = Arc::new(MemoryStore::new());
-    let b = Broker::with(
-        Config::default(),
-        Instant::now(),
-        Arc::clone(&store) as Arc<dyn SessionStore>,
-        Arc::new(mqtt_broker::core::AllowAll),
-    );
-    let s = connect(&b, "kept", false);
-    s.subscribe(&b, "x", QoS::AtLeastOnce);
-    b.disconnect(&s.handle, s.generation, true, Instant::now());
-    assert_eq!(store.len(), 1);
-    assert_eq!(store.load_all()[0].subscription_count(), 1);
-    let _clean = connect(&b, "kept", true);
-    assert!(store.is_empty());
 }
 
 /// MQTT-3.3.1-6 with a race: a retained message published while a client subscribes reaches

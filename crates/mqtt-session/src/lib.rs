@@ -32,8 +32,12 @@
 //! [`scram`] is SCRAM-SHA-256, the challenge-response behind MQTT 5.0 enhanced authentication,
 //! for both ends.
 //!
-//! The [`store::SessionStore`] trait keeps sessions whose client is gone; the in-memory
-//! [`store::MemoryStore`] is the default.
+//! [`store`] keeps what must survive a restart: the [`store::SessionStore`] trait, which a
+//! persistent session's [`Change`]s and the retained messages are recorded to;
+//! [`store::MemoryStore`], which keeps nothing (persistence off); and [`store::DurableStore`],
+//! the embedded durable store: an append-only log with a checksum per record, group commit,
+//! snapshots and compaction, and recovery that keeps the valid prefix of a damaged store. It
+//! is the one part of this crate that touches files (and it runs two threads of its own).
 
 #![cfg_attr(
     not(test),
@@ -53,5 +57,6 @@ mod session;
 pub mod store;
 
 pub use session::{
-    Action, Attach, Close, Delivery, DeliveryExtras, Limits, Outgoing, Session, SessionStats,
+    Action, Attach, Change, Close, Delivery, DeliveryExtras, Limits, Outgoing, Session,
+    SessionStats, Spilled, StoredInflight, StoredSession,
 };

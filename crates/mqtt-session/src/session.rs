@@ -35,6 +35,10 @@ pub struct Limits {
     pub validate_utf8_payload: bool,
     /// (5.0) The longest Session Expiry Interval a DISCONNECT may set, in seconds.
     pub max_session_expiry: u32,
+    /// Whether a persistent session records its [`Change`]s for a durable store
+    /// ([`Session::take_changes`]), and keeps the messages queued while it is offline in that
+    /// store instead of in memory ([`Session::spilled_entries`]).
+    pub journal: bool,
 }
 
 impl Default for Limits {
@@ -48,6 +52,7 @@ impl Default for Limits {
             max_topic_alias: 10,
             validate_utf8_payload: true,
             max_session_expiry: u32::MAX,
+            journal: false,
         }
     }
 }
@@ -134,6 +139,125 @@ impl Delivery {
             u32::try_from(secs).unwrap_or(u32::MAX)
         })
     }
+}
+
+/// A change to the durable state of a persistent session, in the order it happened: what a
+/// durable store writes so that the session can be rebuilt after a restart
+/// ([`Session::from_stored`]). Only a session with [`Limits::journal`] records them, and only
+/// while it is persistent; [`Session::take_changes`] hands them over.
+///
+/// Messages in the queue and in flight are named by an *entry* number, unique within the
+/// session and increasing in queue order.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Change {
+    /// The session is persistent with this Session Expiry Interval, in seconds; 0 means it now
+    /// ends with its connection, and the store forgets it.
+    Expiry(u32),
+    /// The session ended (it expired, or its client started a new one): forget it.
+    Ended,
+    /// Subscriptions, messages and packet identifiers were discarded (Clean Start).
+    Cleared,
+    /// A subscription was added or replaced.
+    Subscribed(TopicFilter, SubscriptionData),
+    /// A subscription was removed.
+    Unsubscribed(TopicFilter),
+    /// A message joined the back of the queue.
+    Queued {
+        /// Its entry.
+        entry: u64,
+        /// The message.
+        delivery: Delivery,
+    },
+    /// A queued message was sent with this packet identifier: it is in flight, at the back of
+    /// the in-flight window, awaiting PUBACK (QoS 1) or PUBREC (QoS 2).
+    Sent {
+        /// Its entry.
+        entry: u64,
+        /// Its packet identifier.
+        id: PacketId,
+    },
+    /// (QoS 2) The client acknowledged the message with PUBREC; PUBREL is sent, PUBCOMP awaited.
+    Received {
+        /// Its entry.
+        entry: u64,
+    },
+    /// A message left the queue or the window: acknowledged, expired, or dropped.
+    Removed {
+        /// Its entry.
+        entry: u64,
+    },
+    /// (QoS 2, from the client) A message with this packet identifier was received and routed;
+    /// a repeat is not routed again until PUBREL.
+    IncomingQos2(PacketId),
+    /// (QoS 2, from the client) PUBREL released this packet identifier.
+    IncomingReleased(PacketId),
+    /// A connection attached.
+    Attached,
+    /// The connection detached at this time (the session's expiry counts from it).
+    Detached {
+        /// When.
+        at: Instant,
+    },
+    /// (5.0) A will waits for its Will Delay Interval, until this time.
+    DelayedWill {
+        /// When it is due.
+        at: Instant,
+        /// The will.
+        will: Will,
+    },
+    /// (5.0) The delayed will was published or cancelled.
+    WillDone,
+}
+
+/// What an offline session keeps in memory of a queued message whose body is in the durable
+/// store ([`Limits::journal`]): enough to apply its limits, not the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spilled {
+    /// The QoS it is delivered at.
+    pub qos: QoS,
+    /// Its size as the queue counts it (topic and payload).
+    pub size: usize,
+    /// (5.0) When it expires.
+    pub expires_at: Option<Instant>,
+    /// Whether a shared subscription chose this session for it.
+    pub shared: bool,
+}
+
+/// A message in flight, as a durable store gives it back.
+#[derive(Debug, Clone)]
+pub struct StoredInflight {
+    /// Its entry.
+    pub entry: u64,
+    /// Its packet identifier.
+    pub id: PacketId,
+    /// The message.
+    pub delivery: Delivery,
+    /// (QoS 2) Whether the client already sent PUBREC (PUBREL is what goes out again).
+    pub received: bool,
+}
+
+/// A persistent session as a durable store gives it back at start-up: everything
+/// [`Session::from_stored`] needs.
+#[derive(Debug, Clone)]
+pub struct StoredSession {
+    /// The client identifier.
+    pub client_id: MqttString,
+    /// The Session Expiry Interval, in seconds.
+    pub expiry_interval: u32,
+    /// The subscriptions.
+    pub subscriptions: Vec<(TopicFilter, SubscriptionData)>,
+    /// Messages in flight, in the order they were sent.
+    pub inflight: Vec<StoredInflight>,
+    /// Messages queued, in order, their bodies left in the store.
+    pub queue: Vec<(u64, Spilled)>,
+    /// (QoS 2, from the client) Packet identifiers awaiting PUBREL.
+    pub incoming_qos2: Vec<PacketId>,
+    /// When the connection detached; `None` when a connection was attached when the broker
+    /// stopped without saying so (a crash).
+    pub detached_at: Option<Instant>,
+    /// (5.0) A will waiting for its delay, and when it is due.
+    pub delayed_will: Option<(Instant, Will)>,
 }
 
 /// Something to write to the client.
@@ -238,6 +362,8 @@ pub struct SessionStats {
     pub dropped_expired: u64,
     /// (5.0) Messages not sent because they exceed the client's Maximum Packet Size.
     pub dropped_too_large: u64,
+    /// Queued messages dropped because the durable store could not give their bodies back.
+    pub dropped_unreadable: u64,
 }
 
 /// Where a QoS 1 or 2 message sent to the client stands.
@@ -253,12 +379,69 @@ enum Await {
 
 #[derive(Debug, Clone)]
 struct Inflight {
+    entry: u64,
     id: PacketId,
     delivery: Delivery,
     state: Await,
     /// Whether it was sent on the current connection (after a reconnect, messages in flight
     /// are sent again as the client's Receive Maximum allows).
     sent: bool,
+}
+
+/// A message in the queue, with its entry number.
+#[derive(Debug, Clone)]
+struct Queued {
+    entry: u64,
+    item: Item,
+}
+
+/// A queued message: in memory, or (offline, with a durable store) only its summary.
+#[derive(Debug, Clone)]
+enum Item {
+    Loaded(Delivery),
+    Spilled(Spilled),
+}
+
+impl Queued {
+    fn size(&self) -> usize {
+        match &self.item {
+            Item::Loaded(d) => d.size(),
+            Item::Spilled(s) => s.size,
+        }
+    }
+
+    fn qos(&self) -> QoS {
+        match &self.item {
+            Item::Loaded(d) => d.qos,
+            Item::Spilled(s) => s.qos,
+        }
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        match &self.item {
+            Item::Loaded(d) => d.expired(now),
+            Item::Spilled(s) => s.expires_at.is_some_and(|at| now >= at),
+        }
+    }
+
+    fn is_shared(&self) -> bool {
+        match &self.item {
+            Item::Loaded(d) => d.shared().is_some(),
+            Item::Spilled(s) => s.shared,
+        }
+    }
+}
+
+impl Delivery {
+    /// What a spilled queue entry keeps of this delivery.
+    fn summary(&self) -> Spilled {
+        Spilled {
+            qos: self.qos,
+            size: self.size(),
+            expires_at: self.expires_at(),
+            shared: self.shared().is_some(),
+        }
+    }
 }
 
 /// The connection a session is attached to.
@@ -337,7 +520,7 @@ pub struct Session {
     limits: Limits,
     subscriptions: HashMap<TopicFilter, SubscriptionData>,
     inflight: VecDeque<Inflight>,
-    queue: VecDeque<Delivery>,
+    queue: VecDeque<Queued>,
     queued_bytes: usize,
     incoming_qos2: HashSet<PacketId>,
     next_id: PacketId,
@@ -346,6 +529,10 @@ pub struct Session {
     expiry_interval: u32,
     /// Messages in flight not yet sent on the current connection.
     unsent: usize,
+    /// The entry number of the next message queued.
+    next_entry: u64,
+    /// Changes not yet taken by the store ([`Limits::journal`]).
+    journal: Vec<Change>,
 }
 
 fn violation(statement: Option<&'static str>, detail: &'static str) -> Close {
@@ -373,7 +560,115 @@ impl Session {
             stats: SessionStats::default(),
             expiry_interval: if persistent { u32::MAX } else { 0 },
             unsent: 0,
+            next_entry: 1,
+            journal: Vec::new(),
         }
+        .journaled_from_start()
+    }
+
+    /// A new persistent session records that it exists.
+    fn journaled_from_start(mut self) -> Self {
+        self.record(Change::Expiry(self.expiry_interval));
+        self
+    }
+
+    /// A session rebuilt from what a durable store kept: detached, its queued messages spilled
+    /// (their bodies stay in the store until [`Session::fill`]), its messages in flight to be
+    /// sent again on the next attach.
+    pub fn from_stored(stored: StoredSession, limits: Limits) -> Self {
+        let mut session = Self::new(stored.client_id, stored.expiry_interval > 0, limits);
+        // Nothing of what follows is new to the store.
+        session.journal.clear();
+        session.expiry_interval = stored.expiry_interval;
+        session.subscriptions = stored.subscriptions.into_iter().collect();
+        let mut last = 0;
+        for f in stored.inflight {
+            last = last.max(f.entry);
+            let state = match (f.delivery.qos, f.received) {
+                (QoS::ExactlyOnce, true) => Await::Complete,
+                (QoS::ExactlyOnce, false) => Await::Received,
+                _ => Await::Ack,
+            };
+            session.inflight.push_back(Inflight {
+                entry: f.entry,
+                id: f.id,
+                delivery: f.delivery,
+                state,
+                sent: false,
+            });
+        }
+        for (entry, spilled) in stored.queue {
+            last = last.max(entry);
+            session.queued_bytes += spilled.size;
+            session.queue.push_back(Queued {
+                entry,
+                item: Item::Spilled(spilled),
+            });
+        }
+        session.incoming_qos2 = stored.incoming_qos2.into_iter().collect();
+        session.next_entry = last + 1;
+        session.unsent = session.inflight.len();
+        session
+    }
+
+    /// Records a change for the store, if this session keeps a journal and is persistent.
+    /// The broker records its own ([`Change::Detached`], [`Change::DelayedWill`],
+    /// [`Change::WillDone`]) this way, so that they take their place among the session's.
+    pub fn record(&mut self, change: Change) {
+        if self.limits.journal && self.persistent {
+            self.journal.push(change);
+        }
+    }
+
+    /// Whether changes wait to be taken by the store.
+    pub fn has_changes(&self) -> bool {
+        !self.journal.is_empty()
+    }
+
+    /// Takes the changes recorded since the last call, in order.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.journal)
+    }
+
+    /// The entries of queued messages whose bodies are in the store (all of them, or only
+    /// those a shared subscription chose): the broker loads them with the store and hands them
+    /// back with [`Session::fill`] before they can be sent (or given to another member).
+    pub fn spilled_entries(&self, shared_only: bool) -> Vec<u64> {
+        self.queue
+            .iter()
+            .filter(|q| matches!(q.item, Item::Spilled(_)) && (!shared_only || q.is_shared()))
+            .map(|q| q.entry)
+            .collect()
+    }
+
+    /// Puts back the bodies of spilled queue entries, as loaded from the store; an entry given
+    /// `None` could not be read and is dropped (counted in [`SessionStats::dropped_unreadable`]).
+    /// An attached session then sends what its window allows; a detached one keeps them
+    /// loaded only until [`Session::detach`] spills them again.
+    pub fn fill(&mut self, loaded: Vec<(u64, Option<Delivery>)>, now: Instant) {
+        let mut lost = Vec::new();
+        for (entry, delivery) in loaded {
+            let Some(q) = self.queue.iter_mut().find(|q| q.entry == entry) else {
+                continue;
+            };
+            if !matches!(q.item, Item::Spilled(_)) {
+                continue;
+            }
+            match delivery {
+                Some(d) => q.item = Item::Loaded(d),
+                None => lost.push(entry),
+            }
+        }
+        for entry in lost {
+            if let Some(i) = self.queue.iter().position(|q| q.entry == entry)
+                && let Some(q) = self.queue.remove(i)
+            {
+                self.queued_bytes = self.queued_bytes.saturating_sub(q.size());
+                self.stats.dropped_unreadable += 1;
+                self.record(Change::Removed { entry });
+            }
+        }
+        self.pump(now);
     }
 
     /// (5.0) The Session Expiry Interval, in seconds: how long the session outlives its
@@ -384,7 +679,13 @@ impl Session {
 
     /// Sets the Session Expiry Interval; the session is persistent when it is not 0.
     pub fn set_expiry_interval(&mut self, secs: u32) {
+        let was = self.persistent;
+        let changed = secs != self.expiry_interval || was != (secs > 0);
         self.expiry_interval = secs;
+        // Recorded while persistent and when it becomes so; 0 tells the store to forget it.
+        if changed && (was || secs > 0) && self.limits.journal {
+            self.journal.push(Change::Expiry(secs));
+        }
         self.persistent = secs > 0;
     }
 
@@ -447,26 +748,37 @@ impl Session {
         filter: &TopicFilter,
         data: SubscriptionData,
     ) -> Option<SubscriptionData> {
-        self.subscriptions.insert(filter.copied(), data)
+        let filter = filter.copied();
+        self.record(Change::Subscribed(filter.clone(), data));
+        self.subscriptions.insert(filter, data)
     }
 
     /// Forgets a subscription.
     pub fn remove_subscription(&mut self, filter: &TopicFilter) -> Option<SubscriptionData> {
-        self.subscriptions.remove(filter)
+        let removed = self.subscriptions.remove(filter);
+        if removed.is_some() {
+            self.record(Change::Unsubscribed(filter.copied()));
+        }
+        removed
     }
 
     /// Takes out the messages a shared subscription chose for this session that the client has
     /// not received: queued, or in flight without acknowledgement (a QoS 2 message already
     /// acknowledged with PUBREC was received and stays). For the broker to hand them to another
     /// member of their group when the session ends (MQTT 5.0 section 4.8.2).
+    ///
+    /// Queued messages still spilled to the store are not taken (load them first with
+    /// [`Session::spilled_entries`] and [`Session::fill`]).
     pub fn take_shared_unacknowledged(&mut self) -> Vec<Delivery> {
         let mut taken = Vec::new();
+        let mut removed = Vec::new();
         let mut kept = VecDeque::with_capacity(self.inflight.len());
         for f in self.inflight.drain(..) {
             if f.delivery.shared().is_some() && f.state != Await::Complete {
                 if !f.sent {
                     self.unsent = self.unsent.saturating_sub(1);
                 }
+                removed.push(f.entry);
                 taken.push(f.delivery);
             } else {
                 kept.push_back(f);
@@ -474,27 +786,47 @@ impl Session {
         }
         self.inflight = kept;
         let mut queue = VecDeque::with_capacity(self.queue.len());
-        for d in self.queue.drain(..) {
-            if d.shared().is_some() {
-                self.queued_bytes = self.queued_bytes.saturating_sub(d.size());
-                taken.push(d);
-            } else {
-                queue.push_back(d);
+        for q in self.queue.drain(..) {
+            match q.item {
+                Item::Loaded(d) if d.shared().is_some() => {
+                    self.queued_bytes = self.queued_bytes.saturating_sub(d.size());
+                    removed.push(q.entry);
+                    taken.push(d);
+                }
+                item => queue.push_back(Queued {
+                    entry: q.entry,
+                    item,
+                }),
             }
         }
         self.queue = queue;
+        for entry in removed {
+            self.record(Change::Removed { entry });
+        }
         taken
     }
 
     /// Discards all state but the client identifier (Clean Session 1 [MQTT-3.1.2-6]); returns
     /// the subscriptions it had, for the broker to remove from its index.
     pub fn clear(&mut self) -> Vec<TopicFilter> {
+        self.record(Change::Cleared);
         self.inflight.clear();
         self.unsent = 0;
         self.queue.clear();
         self.queued_bytes = 0;
         self.incoming_qos2.clear();
         self.subscriptions.drain().map(|(f, _)| f).collect()
+    }
+
+    /// Ends the session for good (it expired, or ended with its connection): discards all its
+    /// state, as [`Session::clear`], and tells the store to forget it. The session is no
+    /// longer persistent.
+    pub fn end(&mut self) -> Vec<TopicFilter> {
+        let filters = self.clear();
+        self.record(Change::Ended);
+        self.persistent = false;
+        self.expiry_interval = 0;
+        filters
     }
 
     /// Attaches a connection. A resumed session re-sends its unacknowledged messages with DUP
@@ -525,6 +857,7 @@ impl Session {
             asked_no_expiry: attach.requested_session_expiry == 0,
         };
         self.connection = Some(connection);
+        self.record(Change::Attached);
         // Everything in flight is sent again, in order, as the window allows [MQTT-4.4.0-1,
         // MQTT-3.3.4-9].
         for f in &mut self.inflight {
@@ -572,7 +905,9 @@ impl Session {
                     if c.max_packet_size < PROTOCOL_MAX_PACKET_SIZE && c.too_large(&f.delivery, now)
                     {
                         self.stats.dropped_too_large += 1;
+                        let entry = f.entry;
                         self.inflight.remove(i);
+                        self.record(Change::Removed { entry });
                         continue;
                     }
                     let envelope = Envelope {
@@ -596,8 +931,18 @@ impl Session {
     /// Detaches the connection. Returns its will unless the client said DISCONNECT
     /// (`graceful`): the caller publishes it [MQTT-3.1.2-8, MQTT-3.1.2-10]. Messages sent and not
     /// acknowledged stay in flight, to be sent again on the next attach.
+    ///
+    /// With a journal ([`Limits::journal`]), the bodies of queued messages are dropped from
+    /// memory: the store has them, and gives them back when the client returns.
     pub fn detach(&mut self, graceful: bool) -> Option<Will> {
         let connection = self.connection.take()?;
+        if self.limits.journal && self.persistent {
+            for q in &mut self.queue {
+                if let Item::Loaded(d) = &q.item {
+                    q.item = Item::Spilled(d.summary());
+                }
+            }
+        }
         if graceful { None } else { connection.will }
     }
 
@@ -684,12 +1029,18 @@ impl Session {
                     self.acknowledge(rec.packet_id, Await::Received, now);
                     return Ok(None);
                 }
-                let known = self
+                let received = self
                     .inflight
                     .iter_mut()
                     .find(|f| f.id == rec.packet_id && f.state == Await::Received)
-                    .map(|f| f.state = Await::Complete)
-                    .is_some();
+                    .map(|f| {
+                        f.state = Await::Complete;
+                        f.entry
+                    });
+                let known = received.is_some();
+                if let Some(entry) = received {
+                    self.record(Change::Received { entry });
+                }
                 // Answered even for an unknown identifier, so the client's flow completes
                 // (5.0: with 0x92, "packet identifier not found").
                 let mut rel = PubRel::new(rec.packet_id);
@@ -702,6 +1053,9 @@ impl Session {
             Packet::PubRel(rel) => {
                 // The message was routed on PUBLISH; release its identifier [MQTT-4.3.3-2].
                 let known = self.incoming_qos2.remove(&rel.packet_id);
+                if known {
+                    self.record(Change::IncomingReleased(rel.packet_id));
+                }
                 let mut comp = PubComp::new(rel.packet_id);
                 if !known && self.is_v5() {
                     comp.reason_code = ReasonCode::PacketIdentifierNotFound;
@@ -848,6 +1202,7 @@ impl Session {
                     });
                 }
                 self.incoming_qos2.insert(id);
+                self.record(Change::IncomingQos2(id));
                 self.send(Packet::PubRec(PubRec::new(id)));
                 Ok(Some(Action::Route(Arc::new(publish))))
             }
@@ -859,8 +1214,9 @@ impl Session {
             .inflight
             .iter()
             .position(|f| f.id == id && f.state == state)
+            && let Some(f) = self.inflight.remove(i)
         {
-            self.inflight.remove(i);
+            self.record(Change::Removed { entry: f.entry });
             self.pump(now);
         }
     }
@@ -897,10 +1253,22 @@ impl Session {
                 self.stats.dropped_queue_full += 1;
                 return false;
             }
-            return self.send_delivery(delivery, now);
+            return self.send_delivery(delivery, None, now);
         }
         self.enqueue(delivery, now);
         false
+    }
+
+    /// Whether changes are recorded for the store now.
+    fn journaling(&self) -> bool {
+        self.limits.journal && self.persistent
+    }
+
+    /// A new entry number.
+    fn new_entry(&mut self) -> u64 {
+        let entry = self.next_entry;
+        self.next_entry += 1;
+        entry
     }
 
     /// Whether a message of this QoS may go out now: QoS 1 and 2 only while fewer than the
@@ -915,24 +1283,46 @@ impl Session {
             s.queue.len() >= s.limits.max_queued_messages
                 || s.queued_bytes.saturating_add(size) > s.limits.max_queued_bytes
         };
-        if full(self) && self.queue.iter().any(|d| d.expired(now)) {
+        if full(self) && self.queue.iter().any(|q| q.expired(now)) {
             // Expired messages make room before a live one is refused.
-            let before = self.queue.len();
-            self.queue.retain(|d| !d.expired(now));
-            self.stats.dropped_expired += (before - self.queue.len()) as u64;
-            self.queued_bytes = self.queue.iter().map(Delivery::size).sum();
+            let mut expired = Vec::new();
+            self.queue.retain(|q| {
+                let gone = q.expired(now);
+                if gone {
+                    expired.push(q.entry);
+                }
+                !gone
+            });
+            self.stats.dropped_expired += expired.len() as u64;
+            self.queued_bytes = self.queue.iter().map(Queued::size).sum();
+            for entry in expired {
+                self.record(Change::Removed { entry });
+            }
         }
-        if self.queue.len() >= self.limits.max_queued_messages
-            || self.queued_bytes.saturating_add(size) > self.limits.max_queued_bytes
-        {
+        if full(self) {
             self.stats.dropped_queue_full += 1;
             return;
         }
+        let entry = self.new_entry();
+        let item = if self.journaling() {
+            let spill = self.connection.is_none();
+            let item = if spill {
+                // Offline: the store keeps the body until the client returns.
+                Item::Spilled(delivery.summary())
+            } else {
+                Item::Loaded(delivery.clone())
+            };
+            self.journal.push(Change::Queued { entry, delivery });
+            item
+        } else {
+            Item::Loaded(delivery)
+        };
         self.queued_bytes += size;
-        self.queue.push_back(delivery);
+        self.queue.push_back(Queued { entry, item });
     }
 
-    /// Moves queued messages out while the window allows.
+    /// Moves queued messages out while the window allows (a spilled one waits for
+    /// [`Session::fill`]).
     fn pump(&mut self, now: Instant) {
         if self.connection.is_none() {
             return;
@@ -941,30 +1331,38 @@ impl Session {
             self.resend(now);
         }
         while let Some(front) = self.queue.front() {
-            if !self.can_send(front.qos) {
+            if matches!(front.item, Item::Spilled(_)) || !self.can_send(front.qos()) {
                 break;
             }
-            let Some(delivery) = self.queue.pop_front() else {
+            let Some(q) = self.queue.pop_front() else {
                 break;
             };
-            self.queued_bytes = self.queued_bytes.saturating_sub(delivery.size());
+            self.queued_bytes = self.queued_bytes.saturating_sub(q.size());
+            let Item::Loaded(delivery) = q.item else {
+                break;
+            };
             if delivery.expired(now) {
                 self.stats.dropped_expired += 1;
+                self.record(Change::Removed { entry: q.entry });
                 continue;
             }
-            self.send_delivery(delivery, now);
+            self.send_delivery(delivery, Some(q.entry), now);
         }
     }
 
     /// Sends a message (taking a packet identifier and a place in the window for QoS 1 and
     /// 2); returns whether it was sent rather than dropped as too large for the client.
-    fn send_delivery(&mut self, delivery: Delivery, now: Instant) -> bool {
+    /// `entry` is the message's queue entry if it was queued.
+    fn send_delivery(&mut self, delivery: Delivery, entry: Option<u64>, now: Instant) -> bool {
         if let Some(c) = &self.connection
             && c.max_packet_size < PROTOCOL_MAX_PACKET_SIZE
             && c.too_large(&delivery, now)
         {
             // Discarded as if sent [MQTT-3.1.2-25]; counted.
             self.stats.dropped_too_large += 1;
+            if let Some(entry) = entry {
+                self.record(Change::Removed { entry });
+            }
             return false;
         }
         let Some(c) = &mut self.connection else {
@@ -986,7 +1384,22 @@ impl Session {
         // The message itself moves into the outbox; a QoS 1 or 2 one is also kept in flight.
         let publish = if let Some(id) = qos.packet_id() {
             let publish = Arc::clone(&delivery.publish);
+            let entry = match entry {
+                Some(entry) => entry,
+                None => {
+                    let entry = self.new_entry();
+                    if self.journaling() {
+                        self.journal.push(Change::Queued {
+                            entry,
+                            delivery: delivery.clone(),
+                        });
+                    }
+                    entry
+                }
+            };
+            self.record(Change::Sent { entry, id });
             self.inflight.push_back(Inflight {
+                entry,
                 sent: true,
                 id,
                 state: if delivery.qos == QoS::AtLeastOnce {
@@ -998,6 +1411,9 @@ impl Session {
             });
             publish
         } else {
+            if let Some(entry) = entry {
+                self.record(Change::Removed { entry });
+            }
             delivery.publish
         };
         if let Some(c) = &mut self.connection {
@@ -1079,5 +1495,61 @@ fn qos_pid(qos: QoS, id: PacketId) -> QosPid {
         QoS::AtMostOnce => QosPid::AtMostOnce,
         QoS::AtLeastOnce => QosPid::AtLeastOnce(id),
         QoS::ExactlyOnce => QosPid::ExactlyOnce(id),
+    }
+}
+
+#[cfg(test)]
+impl Session {
+    /// What can be observed of the session's durable state, comparable.
+    pub(crate) fn observe(&self) -> String {
+        let mut subs: Vec<_> = self
+            .subscriptions
+            .iter()
+            .map(|(f, d)| format!("{}:{:?}", f.as_str(), d))
+            .collect();
+        subs.sort();
+        let inflight: Vec<_> = self
+            .inflight
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}/{}/{:?}/{:?}/{}/{:?}",
+                    f.entry,
+                    f.id,
+                    f.state,
+                    f.delivery.qos,
+                    String::from_utf8_lossy(&f.delivery.publish.payload),
+                    f.delivery.extras
+                )
+            })
+            .collect();
+        let queue: Vec<_> = self
+            .queue
+            .iter()
+            .map(|q| match &q.item {
+                Item::Loaded(d) => format!(
+                    "{}/{:?}/{}/{}/{}/{:?}",
+                    q.entry,
+                    d.qos,
+                    d.retain,
+                    d.publish.topic.as_str(),
+                    String::from_utf8_lossy(&d.publish.payload),
+                    d.extras
+                ),
+                Item::Spilled(_) => format!("{}/spilled", q.entry),
+            })
+            .collect();
+        let mut incoming: Vec<_> = self.incoming_qos2.iter().map(|i| i.get()).collect();
+        incoming.sort_unstable();
+        format!(
+            "persistent={} expiry={} subs={subs:?} inflight={inflight:?} queue={queue:?} \
+             bytes={} incoming={incoming:?}",
+            self.persistent, self.expiry_interval, self.queued_bytes
+        )
+    }
+
+    /// The packet identifiers in flight, in order.
+    pub(crate) fn inflight_ids(&self) -> Vec<PacketId> {
+        self.inflight.iter().map(|f| f.id).collect()
     }
 }
