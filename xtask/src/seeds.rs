@@ -102,8 +102,10 @@ impl Seed {
 }
 
 /// Targets whose input is not a packet stream: their seeds are kept as committed (the
-/// `topic_index` target reads a script of index operations, seeded with random scripts).
-const OWN_SEEDS: &[&str] = &["topic_index"];
+/// `topic_index` target reads a script of index operations, seeded with random scripts; the
+/// `store_recovery` target reads store files, written by
+/// `cargo run -p mqtt-session --example store_seeds`).
+const OWN_SEEDS: &[&str] = &["topic_index", "store_recovery"];
 
 /// Writes the seeds into `fuzz/corpus/<target>/` for every packet-stream target in
 /// `fuzz/fuzz_targets/` (the codec's and the session machines'), replacing the `seed-*` files

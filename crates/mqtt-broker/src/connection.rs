@@ -232,6 +232,7 @@ async fn handshake(
         session_present,
         properties,
         max_packet_size,
+        need,
         ..
     } = connected;
     tracing::info!(
@@ -246,6 +247,8 @@ async fn handshake(
     // The CONNECT's fields are slices of the frame it arrived in: dropping it lets that
     // buffer go, instead of keeping it for the life of the connection.
     drop(connect);
+    // What CONNACK says of the session (present, or discarded) is durable first.
+    broker.wait_durable(need).await;
     let mut connack = ConnAck::new(ReasonCode::Success);
     connack.session_present = session_present;
     connack.properties = properties;
@@ -770,7 +773,7 @@ impl std::fmt::Display for ReadError {
 async fn flush(link: &Link, writer: &mut OwnedWriteHalf) -> std::io::Result<bool> {
     let (outbox, need) = {
         let mut slot = link.handle.lock();
-        if slot.owner != link.generation || slot.routing {
+        if slot.owner != link.generation || slot.holds > 0 {
             return Ok(false);
         }
         slot.commit();

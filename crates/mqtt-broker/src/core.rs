@@ -146,9 +146,10 @@ pub struct Slot {
     /// be written: the records it depends on (its packet identifiers, its subscriptions, the
     /// copies of a message it acknowledges).
     pub need: u64,
-    /// While a message this session published is being routed: its acknowledgement is in the
-    /// outbox but must not go out before the routing (and its records) is done.
-    pub routing: bool,
+    /// While this is not 0 the outbox stays unwritten: a message this session published is
+    /// being routed (its acknowledgement waits for the routing and its records), or this
+    /// session got a copy of a client's QoS 2 message whose routing is not committed yet.
+    pub holds: u32,
 }
 
 impl Slot {
@@ -183,8 +184,9 @@ impl Slot {
 }
 
 /// A locked session. Dropping it (or [`SlotGuard::commit`]) hands the changes the session
-/// recorded to the store, and raises [`Slot::need`] to their sequence number: nothing the
-/// session has said can be written before the records it depends on.
+/// recorded to the store, and raises [`Slot::need`] to their sequence number when what the
+/// session says next depends on them: nothing can be written before the records it depends
+/// on.
 #[derive(Debug)]
 pub struct SlotGuard<'a> {
     guard: MutexGuard<'a, Slot>,
@@ -192,15 +194,19 @@ pub struct SlotGuard<'a> {
 }
 
 impl SlotGuard<'_> {
-    /// Records the session's changes now.
+    /// Records the session's changes now; the outbox waits for them if it depends on them
+    /// ([`Session::changes_gate_output`]).
     pub fn commit(&mut self) {
         if self.guard.session.has_changes() {
+            let gates = self.guard.session.changes_gate_output();
             let changes = self.guard.session.take_changes();
             let lsn = self
                 .handle
                 .store
                 .record(self.handle.client_id.as_str(), changes);
-            self.guard.need = self.guard.need.max(lsn);
+            if gates {
+                self.guard.need = self.guard.need.max(lsn);
+            }
         }
     }
 }
@@ -359,6 +365,9 @@ pub struct Connected {
     pub properties: ConnAckProperties,
     /// (5.0) The client's Maximum Packet Size (the protocol's maximum if it set none).
     pub max_packet_size: u32,
+    /// The store's sequence number that must be durable before CONNACK goes out (what it
+    /// says of the session: resumed, or discarded).
+    pub need: u64,
 }
 
 /// The broker: everything the connection tasks share.
@@ -579,7 +588,7 @@ impl Broker {
                     delayed_will: delayed_will.map(Box::new),
                     scheduled: None,
                     need: 0,
-                    routing: false,
+                    holds: 0,
                 }),
                 store: Arc::clone(&self.store),
                 changes: Mutex::new(()),
@@ -812,7 +821,6 @@ impl Broker {
         let max_packet_size = attach.max_packet_size;
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let mut old_wills = Vec::new();
-        let mut orphans = Vec::new();
         let waker = Arc::new(Notify::new());
         let mut by_id = lock(&self.by_id);
         let existing = by_id.get(&client_id).cloned();
@@ -850,7 +858,11 @@ impl Broker {
                     // Messages of shared subscriptions go to another member: their bodies
                     // first come back from the store.
                     self.fill_spilled(handle, &mut slot, true, now);
-                    orphans = slot.session.take_shared_unacknowledged();
+                    let orphans = slot.session.take_shared_unacknowledged();
+                    // Handed on before the session's records of them are discarded: a crash
+                    // in between may double them, never lose them.
+                    let need = slot.need;
+                    self.redeliver_shared(handle, orphans, now, need);
                     slot.session.clear();
                 } else if expiry == 0 {
                     // The session stops being persistent, and the store forgets it: its queue
@@ -881,7 +893,7 @@ impl Broker {
                         delayed_will: None,
                         scheduled: None,
                         need: 0,
-                        routing: false,
+                        holds: 0,
                     }),
                     store: Arc::clone(&self.store),
                     changes: Mutex::new(()),
@@ -911,13 +923,17 @@ impl Broker {
         self.stats
             .max_connected
             .fetch_max(connected, Ordering::Relaxed);
-        self.redeliver_shared(&handle, orphans, now);
         for will in old_wills {
             self.publish_will(will, &handle, now);
         }
         if v5 {
             self.connack_properties(connect, &client_id, &mut properties);
         }
+        let need = if self.store.is_durable() && (expiry > 0 || existing.is_some()) {
+            self.store.appended()
+        } else {
+            0
+        };
         Ok(Connected {
             handle,
             generation,
@@ -926,6 +942,7 @@ impl Broker {
             assigned_client_id,
             properties,
             max_packet_size,
+            need,
         })
     }
 
@@ -1012,7 +1029,7 @@ impl Broker {
             self.set_key(handle.key, None);
             lock(&self.free_keys).push(handle.key);
         }
-        self.redeliver_shared(handle, orphans, now);
+        self.redeliver_shared(handle, orphans, now, 0);
         if let Some(will) = will {
             self.publish_will(will, handle, now);
         }
@@ -1022,7 +1039,17 @@ impl Broker {
     /// acknowledging them to another member of the same group, at that member's QoS (MQTT 5.0
     /// section 4.8.2: "SHOULD send the Application Message to another Client"). Dropped when the
     /// group has no other member.
-    fn redeliver_shared(&self, from: &SessionHandle, orphans: Vec<Delivery>, now: Instant) {
+    ///
+    /// A caller may hold the registry lock and the leaving session's lock (the only place two
+    /// sessions are locked at once: every such caller holds the registry lock, so no two can
+    /// wait for each other). `need` is the leaving session's: the copies wait for its records.
+    fn redeliver_shared(
+        &self,
+        from: &SessionHandle,
+        orphans: Vec<Delivery>,
+        now: Instant,
+        need: u64,
+    ) {
         for orphan in orphans {
             let Some(filter) = orphan.shared() else {
                 continue;
@@ -1046,15 +1073,25 @@ impl Broker {
                 }
             };
             let delivery = routed_delivery(&orphan.publish, d, orphan.expires_at());
-            self.deliver_to(&handle, delivery, now, 0);
+            self.deliver_to(&handle, delivery, now, need, false);
         }
     }
 
     /// Hands a delivery to a session, wakes its connection, and counts what the session
     /// dropped (queue full, too large, expired).
-    fn deliver_to(&self, handle: &SessionHandle, delivery: Delivery, now: Instant, need: u64) {
+    fn deliver_to(
+        &self,
+        handle: &SessionHandle,
+        delivery: Delivery,
+        now: Instant,
+        need: u64,
+        hold: bool,
+    ) {
         let mut slot = handle.lock();
         slot.need = slot.need.max(need);
+        if hold {
+            slot.holds += 1;
+        }
         let before = slot.session.stats();
         if slot.session.deliver(delivery, now) {
             slot.wake();
@@ -1132,13 +1169,15 @@ impl Broker {
             }
             let ended = slot.expires_at.is_some_and(|at| at <= now);
             let mut next = None;
-            let mut orphans = Vec::new();
             if ended {
                 if let Some(d) = slot.delayed_will.take() {
                     will = Some(d.1);
                 }
                 self.fill_spilled(&handle, &mut slot, true, now);
-                orphans = slot.session.take_shared_unacknowledged();
+                let orphans = slot.session.take_shared_unacknowledged();
+                // Handed on before the session's records of them are gone (see `connect`).
+                let need = slot.need;
+                self.redeliver_shared(&handle, orphans, now, need);
                 // Recorded under the registry lock: a new session under this identifier
                 // cannot have recorded itself yet.
                 slot.session.end();
@@ -1165,7 +1204,6 @@ impl Broker {
                 lock(&self.free_keys).push(handle.key);
                 self.stats.sessions_expired.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(client_id = %handle.client_id, "session expired");
-                self.redeliver_shared(&handle, orphans, now);
             }
             if let Some(will) = will {
                 self.publish_will(will, &handle, now);
@@ -1211,17 +1249,19 @@ impl Broker {
         from: Option<&SessionHandle>,
         now: Instant,
     ) -> usize {
-        self.route(publish, from, now, 0)
+        self.route(publish, from, now, 0, None)
     }
 
     /// [`Broker::publish`], where no copy may be written before the store's record `need` is
-    /// durable.
+    /// durable; with `held`, every session that got a copy is held ([`Slot::holds`]) and
+    /// listed there, for the caller to release.
     fn route(
         &self,
         publish: Arc<Publish>,
         from: Option<&SessionHandle>,
         now: Instant,
         need: u64,
+        mut held: Option<&mut Vec<Arc<SessionHandle>>>,
     ) -> usize {
         if from.is_some() && publish.topic.starts_with("$SYS") {
             return 0;
@@ -1296,7 +1336,11 @@ impl Broker {
             let Some(Some(handle)) = by_key.get(d.session as usize) else {
                 continue;
             };
-            self.deliver_to(handle, routed_delivery(&publish, d, expires_at), now, need);
+            let delivery = routed_delivery(&publish, d, expires_at);
+            self.deliver_to(handle, delivery, now, need, held.is_some());
+            if let Some(held) = held.as_deref_mut() {
+                held.push(Arc::clone(handle));
+            }
         }
         routed
     }
@@ -1473,42 +1517,74 @@ impl Broker {
             }
             _ => {}
         }
-        let (action, need) = {
+        let journaled_qos2 = self.store.is_durable()
+            && matches!(&packet, Packet::Publish(p) if p.qos.qos() == QoS::ExactlyOnce);
+        let (action, marker) = {
             let mut slot = handle.lock();
             if slot.owner != generation {
                 return Ok(Flow::TakenOver);
             }
             let action = slot.session.handle_packet(packet, now)?;
+            let routes = matches!(action, Some(Action::Route(_)));
+            // The record of a client's QoS 2 packet identifier waits for the routing of its
+            // message: it commits the copies the routing makes (`SessionStore::begin_group`).
+            let mut marker = None;
+            if journaled_qos2 && routes {
+                let mut changes = slot.session.take_changes();
+                changes.retain(|c| match c {
+                    Change::IncomingQos2(id) => {
+                        marker = Some(*id);
+                        false
+                    }
+                    _ => true,
+                });
+                if !changes.is_empty() {
+                    self.store.record(handle.client_id.as_str(), changes);
+                }
+            }
             slot.commit();
             // A PUBACK or PUBREC for a message to route goes out after the routing, which may
             // change its reason code, and whose records it waits for.
-            if matches!(action, Some(Action::Route(_))) {
-                slot.routing = true;
+            if routes {
+                slot.holds += 1;
             } else if slot.session.has_outgoing() {
                 slot.wake();
             }
-            (action, slot.need)
+            (action, marker)
         };
         match action {
             None => {}
             Some(Action::Route(publish)) => {
                 let id = publish.qos.packet_id();
-                // A QoS 2 message is forwarded only once the record of its packet identifier
-                // is durable: a crash cannot make the broker take it for a new one.
-                let need = if publish.qos.qos() == QoS::ExactlyOnce {
-                    need
-                } else {
-                    0
+                let mut held = Vec::new();
+                let routed = match marker {
+                    Some(qos2_id) => {
+                        let group = self.store.begin_group();
+                        let routed = self.route(publish, Some(handle), now, 0, Some(&mut held));
+                        let lsn =
+                            self.store
+                                .commit_group(group, handle.client_id.as_str(), qos2_id);
+                        // The copies go out once the commit is durable.
+                        for h in &held {
+                            let mut slot = h.lock();
+                            slot.need = slot.need.max(lsn);
+                            slot.holds = slot.holds.saturating_sub(1);
+                            slot.wake();
+                        }
+                        routed
+                    }
+                    None => self.route(publish, Some(handle), now, 0, None),
                 };
-                let routed = self.route(publish, Some(handle), now, need);
                 let mut slot = handle.lock();
-                slot.routing = false;
+                slot.holds = slot.holds.saturating_sub(1);
                 if id.is_some() && self.store.is_durable() {
                     // Acknowledged once every copy the routing stored is durable.
                     slot.need = slot.need.max(self.store.appended());
                 }
                 if slot.owner != generation {
-                    // Taken over while routing: the outbox is the new connection's.
+                    // Taken over while routing: the outbox is the new connection's, whose
+                    // writer may have found it held.
+                    slot.wake();
                     return Ok(Flow::TakenOver);
                 }
                 if routed == 0

@@ -93,7 +93,13 @@ impl BrokerProcess {
             .arg(&self.data)
             .arg("--sync")
             .arg(std::env::var("CRASH_SYNC").unwrap_or_else(|_| "batch".into()))
-            .args(["--set", "sys_interval_secs=0"])
+            // Queues large enough never to overflow (a full queue drops messages by design).
+            .args([
+                "--set",
+                "sys_interval_secs=0",
+                "--set",
+                "max_queued_messages=1000000",
+            ])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))
@@ -259,11 +265,13 @@ async fn flaky(
     received: Arc<Mutex<Received>>,
     stop: Arc<AtomicBool>,
     seed: u64,
+    subscribed: tokio::sync::oneshot::Sender<()>,
 ) -> Client {
     let mut rng = Rng(seed);
     let link = Link::new(broker_port).await;
     let (client, events) = Client::connect(options(link.port, id)).await.unwrap();
     client.subscribe([("crash/m/#", qos)]).await.unwrap();
+    let _ = subscribed.send(());
     tokio::spawn(collect(events, Arc::clone(&received), true));
     while !stop.load(Ordering::Acquire) {
         tokio::time::sleep(rng.millis(100, 600)).await;
@@ -288,10 +296,12 @@ async fn intermittent(
     received: Arc<Mutex<Received>>,
     stop: Arc<AtomicBool>,
     seed: u64,
+    subscribed: tokio::sync::oneshot::Sender<()>,
 ) -> Client {
     let mut rng = Rng(seed);
     let (client, events) = Client::connect(options(port, &id)).await.unwrap();
     client.subscribe([("crash/m/#", qos)]).await.unwrap();
+    let _ = subscribed.send(());
     tokio::spawn(collect(events, Arc::clone(&received), true));
     let mut client = client;
     loop {
@@ -333,6 +343,8 @@ async fn acknowledged_messages_survive_kill_9() {
     let stop = Arc::new(AtomicBool::new(false));
     let r3 = Arc::new(Mutex::new(Received::default()));
     let r4 = Arc::new(Mutex::new(Received::default()));
+    let (ready3, subscribed3) = tokio::sync::oneshot::channel();
+    let (ready4, subscribed4) = tokio::sync::oneshot::channel();
     let i3 = tokio::spawn(intermittent(
         port,
         "away-q1".into(),
@@ -340,6 +352,7 @@ async fn acknowledged_messages_survive_kill_9() {
         Arc::clone(&r3),
         Arc::clone(&stop),
         rng.next() | 1,
+        ready3,
     ));
     let i4 = tokio::spawn(flaky(
         port,
@@ -348,7 +361,11 @@ async fn acknowledged_messages_survive_kill_9() {
         Arc::clone(&r4),
         Arc::clone(&stop),
         rng.next() | 1,
+        ready4,
     ));
+    // Every subscriber is subscribed before the first message.
+    subscribed3.await.unwrap();
+    subscribed4.await.unwrap();
 
     // The publisher: numbered messages, odd ones QoS 2, every 100th also retained.
     let (publisher, _events) = Client::connect(options(port, "publisher")).await.unwrap();
@@ -429,7 +446,11 @@ async fn acknowledged_messages_survive_kill_9() {
         published,
         "seed {seed}: every message is acknowledged in the end"
     );
-    let expected: Vec<u32> = acked.keys().copied().filter(|seq| !seq.is_multiple_of(100)).collect();
+    let expected: Vec<u32> = acked
+        .keys()
+        .copied()
+        .filter(|seq| !seq.is_multiple_of(100))
+        .collect();
 
     // Wait for every subscriber to have everything.
     let subscribers = [
@@ -499,7 +520,11 @@ async fn acknowledged_messages_survive_kill_9() {
         .subscribe([("crash/r/#", QoS::AtLeastOnce)])
         .await
         .unwrap();
-    let want: HashSet<u32> = acked.keys().copied().filter(|s| s.is_multiple_of(100)).collect();
+    let want: HashSet<u32> = acked
+        .keys()
+        .copied()
+        .filter(|s| s.is_multiple_of(100))
+        .collect();
     let mut got = HashSet::new();
     while got.len() < want.len() {
         match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
@@ -512,6 +537,11 @@ async fn acknowledged_messages_survive_kill_9() {
         }
     }
     assert_eq!(got, want, "seed {seed}: the acknowledged retained messages");
+    let log = broker.lock().unwrap().log();
+    assert!(
+        !log.contains("queue full"),
+        "seed {seed}: a queue overflowed, which this test must not provoke"
+    );
     eprintln!(
         "published {published}, {} retained, broker started {} times",
         want.len(),

@@ -501,3 +501,65 @@ fn acknowledgements_wait_for_their_records() {
     });
     assert!(b.store().durable() >= need);
 }
+
+/// The offset of the last record of the newest log in `dir`, and its type byte.
+fn last_record(dir: &Path) -> (std::path::PathBuf, u64, u8) {
+    let mut logs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("log-"))
+        .collect();
+    logs.sort();
+    let log = logs.pop().unwrap();
+    let bytes = std::fs::read(&log).unwrap();
+    let mut offset = 16;
+    let mut last = None;
+    while offset + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+        last = Some((offset as u64, bytes[offset + 8]));
+        offset += 8 + len;
+    }
+    let (at, kind) = last.unwrap();
+    (log, at, kind)
+}
+
+/// A client's QoS 2 message is routed once whatever part of its routing a crash keeps: the
+/// copies count only with the record of its packet identifier, written after them. Cut off
+/// before that record (a crash in between), the copies are dropped and the client's resend is
+/// routed; kept, the resend is only acknowledged [MQTT-4.3.3-2]. Either way the subscriber
+/// gets the message once.
+#[test]
+fn a_qos2_message_is_routed_once_whatever_a_crash_keeps_of_its_routing() {
+    for cut in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::new();
+        let now = clock.at(0);
+        {
+            let b = open(dir.path(), clock, now);
+            let s = connect(&b, "sub", false, now);
+            subscribe(&b, &s, "t", QoS::ExactlyOnce, now);
+            b.disconnect(&s.handle, s.generation, true, now);
+            let p = connect(&b, "pub", false, now);
+            send(&b, &p, publish("t", "once", QoS::ExactlyOnce, 7), now);
+            // The broker stops here, as in a crash: no PUBREL, no DISCONNECT.
+        }
+        if cut {
+            let (log, at, kind) = last_record(dir.path());
+            assert_eq!(kind, 12, "the last record is the packet identifier's");
+            let file = std::fs::OpenOptions::new().write(true).open(log).unwrap();
+            file.set_len(at).unwrap();
+        }
+        let b = open(dir.path(), clock, clock.at(1));
+        let p = connect(&b, "pub", false, clock.at(1));
+        let mut again = publish("t", "once", QoS::ExactlyOnce, 7);
+        again.dup = true;
+        send(&b, &p, again, clock.at(1));
+        send(&b, &p, PubRel::new(PacketId::new(7).unwrap()), clock.at(1));
+        let s = connect(&b, "sub", false, clock.at(1));
+        assert_eq!(
+            messages(&s),
+            ["t once q2 #1"],
+            "cut before the identifier's record: {cut}"
+        );
+    }
+}

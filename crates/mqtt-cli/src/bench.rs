@@ -210,6 +210,11 @@ pub struct BenchOptions {
     /// Keep alive in seconds.
     #[arg(short = 'k', long, default_value_t = 60)]
     pub keepalive: u16,
+    /// Persistent sessions: Clean Session 0 (MQTT 3.x), or (5.0) Clean Start 0 and a Session
+    /// Expiry Interval of 300 s, so that a broker with persistence stores the sessions'
+    /// messages. Client ids carry the process id: a run does not resume another's sessions.
+    #[arg(long)]
+    pub persistent: bool,
     /// Seconds a connection (TCP, TLS and CONNACK) may take.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub connect_timeout: f64,
@@ -614,6 +619,12 @@ fn connect_options(o: &BenchOptions, connect_timeout: Duration) -> anyhow::Resul
         options = options.credentials(user.clone(), o.password.clone());
     } else if o.password.is_some() {
         return usage("-P/--password needs -u/--username");
+    }
+    if o.persistent {
+        options = options.clean_session(false);
+        if o.protocol_version.is_v5() {
+            options = options.session_expiry_interval(300);
+        }
     }
     Ok(options
         .protocol(o.protocol_version)

@@ -57,6 +57,7 @@ pub fn server_session(data: &[u8]) {
         max_topic_alias: 4,
         validate_utf8_payload: knobs & 0x20 != 0,
         max_session_expiry: 60,
+        journal: knobs & 0x08 != 0,
     };
     let mut session = Session::new(MqttString::from_static("fuzz").unwrap(), true, limits);
     let mut attach = Attach::new(version, 10, None);
@@ -134,7 +135,102 @@ pub fn server_session(data: &[u8]) {
         }
         assert!(session.inflight() <= usize::from(limits.max_inflight.min(attach.receive_maximum)));
         assert!(session.queued() <= limits.max_queued_messages);
+        // With a journal, the changes are taken as the broker takes them.
+        drop(session.take_changes());
     }
+}
+
+/// The durable store's loader fed arbitrary files: a snapshot and a log, in a fresh data
+/// directory. Opening must never panic and must leave a store that opens again without damage
+/// and with the same contents; every restored session must rebuild, and its queued messages
+/// load.
+///
+/// Input: one mode byte (bit 0: a snapshot file, bit 1: a log file, bit 2: give each file a
+/// valid header before its bytes), a little-endian `u32` length of the snapshot's bytes, the
+/// snapshot's bytes, then the log's.
+pub fn store_recovery(data: &[u8]) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::SystemTime;
+
+    use crate::store::{DurableStore, SessionStore, StoreOptions, SyncPolicy};
+
+    let (mode, rest) = match data {
+        [mode, rest @ ..] => (*mode, rest),
+        [] => return,
+    };
+    let (len, rest) = match rest {
+        [a, b, c, d, rest @ ..] => (u32::from_le_bytes([*a, *b, *c, *d]) as usize, rest),
+        _ => (0, rest),
+    };
+    let (snapshot, log) = rest.split_at(len.min(rest.len()));
+    static RUN: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "mqtt-fuzz-store-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, kind: crate::store::FuzzFile, bytes: &[u8]| {
+        let mut file = if mode & 4 != 0 {
+            kind.header()
+        } else {
+            Vec::new()
+        };
+        file.extend_from_slice(bytes);
+        std::fs::write(dir.join(name), file).unwrap();
+    };
+    if mode & 1 != 0 {
+        write(
+            "snapshot-00000000000000000001",
+            crate::store::FuzzFile::Snapshot,
+            snapshot,
+        );
+    }
+    if mode & 2 != 0 {
+        write("log-00000000000000000001", crate::store::FuzzFile::Log, log);
+    }
+    let options = StoreOptions {
+        sync: SyncPolicy::Never,
+        ..StoreOptions::default()
+    };
+    let now = Instant::now();
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let (sessions, retained) = {
+        let (store, recovered) = DurableStore::open(&dir, options, now, wall).unwrap();
+        let sessions = recovered.sessions.len();
+        for stored in recovered.sessions {
+            let mut session = Session::from_stored(
+                stored,
+                Limits {
+                    journal: true,
+                    ..Limits::default()
+                },
+            );
+            let entries = session.spilled_entries(false);
+            let loaded = store.load_queued(session.client_id().as_str(), &entries);
+            assert!(
+                loaded.iter().all(|(_, d)| d.is_some()),
+                "a restored queue entry cannot be read back"
+            );
+            session.fill(loaded, now);
+            session.attach(Attach::new(ProtocolVersion::V5, 0, None), now);
+            drop(session.take_outbox());
+            let changes = session.take_changes();
+            store.record(session.client_id().as_str(), changes);
+        }
+        (sessions, recovered.retained.len())
+    };
+    let (store, again) = DurableStore::open(&dir, options, now, wall).unwrap();
+    assert!(
+        again.report.damaged.is_empty(),
+        "{:?}",
+        again.report.damaged
+    );
+    assert_eq!(again.sessions.len(), sessions);
+    assert_eq!(again.retained.len(), retained);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The client session machine fed whatever a server sends, with requests made in between:

@@ -533,6 +533,8 @@ pub struct Session {
     next_entry: u64,
     /// Changes not yet taken by the store ([`Limits::journal`]).
     journal: Vec<Change>,
+    /// Whether some of them gate the outbox ([`Session::changes_gate_output`]).
+    journal_gates: bool,
 }
 
 fn violation(statement: Option<&'static str>, detail: &'static str) -> Close {
@@ -562,6 +564,7 @@ impl Session {
             unsent: 0,
             next_entry: 1,
             journal: Vec::new(),
+            journal_gates: false,
         }
         .journaled_from_start()
     }
@@ -578,7 +581,7 @@ impl Session {
     pub fn from_stored(stored: StoredSession, limits: Limits) -> Self {
         let mut session = Self::new(stored.client_id, stored.expiry_interval > 0, limits);
         // Nothing of what follows is new to the store.
-        session.journal.clear();
+        session.take_changes();
         session.expiry_interval = stored.expiry_interval;
         session.subscriptions = stored.subscriptions.into_iter().collect();
         let mut last = 0;
@@ -606,7 +609,7 @@ impl Session {
             });
         }
         session.incoming_qos2 = stored.incoming_qos2.into_iter().collect();
-        session.next_entry = last + 1;
+        session.next_entry = last.saturating_add(1);
         session.unsent = session.inflight.len();
         session
     }
@@ -620,13 +623,33 @@ impl Session {
         }
     }
 
+    /// Records a change that what the session says next depends on: a subscription (SUBACK),
+    /// a QoS 2 packet identifier sent (the PUBLISH) or received (PUBREC, PUBCOMP), a PUBREC
+    /// (PUBREL). The outbox must not be written before such a change is durable
+    /// ([`Session::changes_gate_output`]).
+    fn record_gating(&mut self, change: Change) {
+        if self.journaling() {
+            self.journal_gates = true;
+            self.journal.push(change);
+        }
+    }
+
     /// Whether changes wait to be taken by the store.
     pub fn has_changes(&self) -> bool {
         !self.journal.is_empty()
     }
 
+    /// Whether some of the changes waiting to be taken must be durable before the outbox is
+    /// written (a SUBACK, a QoS 2 PUBLISH, PUBREC, PUBREL or PUBCOMP depends on them). Other
+    /// changes need not hold the outbox back: a QoS 1 message resent after a crash is a
+    /// duplicate the protocol allows.
+    pub fn changes_gate_output(&self) -> bool {
+        self.journal_gates
+    }
+
     /// Takes the changes recorded since the last call, in order.
     pub fn take_changes(&mut self) -> Vec<Change> {
+        self.journal_gates = false;
         std::mem::take(&mut self.journal)
     }
 
@@ -646,25 +669,24 @@ impl Session {
     /// An attached session then sends what its window allows; a detached one keeps them
     /// loaded only until [`Session::detach`] spills them again.
     pub fn fill(&mut self, loaded: Vec<(u64, Option<Delivery>)>, now: Instant) {
+        let mut loaded: HashMap<u64, Option<Delivery>> = loaded.into_iter().collect();
         let mut lost = Vec::new();
-        for (entry, delivery) in loaded {
-            let Some(q) = self.queue.iter_mut().find(|q| q.entry == entry) else {
-                continue;
-            };
+        for q in &mut self.queue {
             if !matches!(q.item, Item::Spilled(_)) {
                 continue;
             }
-            match delivery {
-                Some(d) => q.item = Item::Loaded(d),
-                None => lost.push(entry),
+            match loaded.remove(&q.entry) {
+                Some(Some(d)) => q.item = Item::Loaded(d),
+                Some(None) => lost.push(q.entry),
+                None => {}
             }
         }
-        for entry in lost {
-            if let Some(i) = self.queue.iter().position(|q| q.entry == entry)
-                && let Some(q) = self.queue.remove(i)
-            {
-                self.queued_bytes = self.queued_bytes.saturating_sub(q.size());
-                self.stats.dropped_unreadable += 1;
+        if !lost.is_empty() {
+            let gone: HashSet<u64> = lost.iter().copied().collect();
+            self.queue.retain(|q| !gone.contains(&q.entry));
+            self.queued_bytes = self.queue.iter().map(Queued::size).sum();
+            self.stats.dropped_unreadable += lost.len() as u64;
+            for entry in lost {
                 self.record(Change::Removed { entry });
             }
         }
@@ -749,7 +771,7 @@ impl Session {
         data: SubscriptionData,
     ) -> Option<SubscriptionData> {
         let filter = filter.copied();
-        self.record(Change::Subscribed(filter.clone(), data));
+        self.record_gating(Change::Subscribed(filter.clone(), data));
         self.subscriptions.insert(filter, data)
     }
 
@@ -757,7 +779,7 @@ impl Session {
     pub fn remove_subscription(&mut self, filter: &TopicFilter) -> Option<SubscriptionData> {
         let removed = self.subscriptions.remove(filter);
         if removed.is_some() {
-            self.record(Change::Unsubscribed(filter.copied()));
+            self.record_gating(Change::Unsubscribed(filter.copied()));
         }
         removed
     }
@@ -1039,7 +1061,7 @@ impl Session {
                     });
                 let known = received.is_some();
                 if let Some(entry) = received {
-                    self.record(Change::Received { entry });
+                    self.record_gating(Change::Received { entry });
                 }
                 // Answered even for an unknown identifier, so the client's flow completes
                 // (5.0: with 0x92, "packet identifier not found").
@@ -1054,7 +1076,7 @@ impl Session {
                 // The message was routed on PUBLISH; release its identifier [MQTT-4.3.3-2].
                 let known = self.incoming_qos2.remove(&rel.packet_id);
                 if known {
-                    self.record(Change::IncomingReleased(rel.packet_id));
+                    self.record_gating(Change::IncomingReleased(rel.packet_id));
                 }
                 let mut comp = PubComp::new(rel.packet_id);
                 if !known && self.is_v5() {
@@ -1202,7 +1224,7 @@ impl Session {
                     });
                 }
                 self.incoming_qos2.insert(id);
-                self.record(Change::IncomingQos2(id));
+                self.record_gating(Change::IncomingQos2(id));
                 self.send(Packet::PubRec(PubRec::new(id)));
                 Ok(Some(Action::Route(Arc::new(publish))))
             }
@@ -1397,7 +1419,14 @@ impl Session {
                     entry
                 }
             };
-            self.record(Change::Sent { entry, id });
+            // A QoS 2 message goes out only once its packet identifier is durable: resent after
+            // a crash with another one, the client would take it for a new message. A QoS 1
+            // message may go at once (a resend is a duplicate QoS 1 allows).
+            if delivery.qos == QoS::ExactlyOnce {
+                self.record_gating(Change::Sent { entry, id });
+            } else {
+                self.record(Change::Sent { entry, id });
+            }
             self.inflight.push_back(Inflight {
                 entry,
                 sent: true,

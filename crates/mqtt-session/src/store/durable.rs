@@ -188,6 +188,11 @@ struct Inner {
     written_lsn: u64,
     /// Open files, for reading messages back.
     files: HashMap<FileId, Arc<File>>,
+    /// Messages whose records are not written yet, in the order appended: (log, end of the
+    /// record, message). Their bodies stay in memory until then.
+    unwritten: std::collections::VecDeque<(u64, u64, u64)>,
+    /// The next routing group.
+    next_group: u64,
     /// Log bytes since the last snapshot, and that snapshot's size.
     since_snapshot: u64,
     snapshot_len: u64,
@@ -198,6 +203,20 @@ struct Inner {
 }
 
 type Callback = Box<dyn Fn(u64) + Send + Sync>;
+
+thread_local! {
+    /// The routing group records appended on this thread belong to (0: none): see
+    /// [`SessionStore::begin_group`].
+    static GROUP: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The largest record a file may hold: a message of the protocol's maximum size and its
+/// framing. A longer length field is damage (and is never allocated).
+const MAX_RECORD: u64 = mqtt_codec::PROTOCOL_MAX_PACKET_SIZE as u64 + 4096;
+
+/// Bytes waiting to be written beyond which recording waits for the disk: a stalled disk
+/// slows the broker down instead of filling its memory.
+const MAX_PENDING: usize = 256 * 1024 * 1024;
 
 /// The compaction thread, and how to give it a snapshot to write.
 type Compactor = (mpsc::Sender<(u64, State)>, JoinHandle<()>);
@@ -287,9 +306,16 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 fn create_store_file(dir: &Path, kind: FileKind, number: u64) -> std::io::Result<File> {
     let path = dir.join(file_name(kind, number));
     let file = create_file(&path)?;
-    file.write_all_at(&record::header(kind), 0)?;
-    file.sync_all()?;
-    sync_dir(dir)?;
+    let written = file
+        .write_all_at(&record::header(kind), 0)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| sync_dir(dir));
+    if let Err(e) = written {
+        // Half made: gone, so that the next try can create it again.
+        drop(file);
+        let _ = fs::remove_file(&path);
+        return Err(e);
+    }
     Ok(file)
 }
 
@@ -333,7 +359,7 @@ fn read_file(path: &Path, id: FileId, state: &mut State) -> std::io::Result<File
         }
         let (len, crc) = frame_header(&frame_head);
         let end = offset + FRAME_LEN as u64 + u64::from(len);
-        if end > file_len {
+        if end > file_len || u64::from(len) > MAX_RECORD {
             return Ok(read);
         }
         let mut body = vec![0u8; len as usize];
@@ -438,7 +464,7 @@ impl DurableStore {
             let entry = entry.map_err(io_error("cannot read", dir))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.ends_with(".tmp") {
+            if name.starts_with("snapshot-") && name.ends_with(".tmp") {
                 // A snapshot interrupted before its rename: never part of the state.
                 let _ = fs::remove_file(entry.path());
             } else if let Some(id) = parse_name(&name) {
@@ -492,6 +518,11 @@ impl DurableStore {
                 continue;
             }
             let read = read_file(&path, *id, &mut state).map_err(io_error("cannot read", &path))?;
+            if read.records == 0 && !read.damaged {
+                // Nothing in it (a start that recorded nothing).
+                let _ = fs::remove_file(&path);
+                continue;
+            }
             report.records += read.records;
             since_snapshot += read.valid_len;
             keep.push(*id);
@@ -524,6 +555,7 @@ impl DurableStore {
         {
             let _ = fs::remove_file(dir.join(file_name(id.kind, id.number)));
         }
+        report.uncommitted = state.drop_uncommitted();
         state.drop_unreferenced();
         report.inconsistencies = state.inconsistencies;
         let mut files = HashMap::new();
@@ -553,6 +585,8 @@ impl DurableStore {
             written_len: HEADER_LEN,
             written_lsn: 0,
             files,
+            unwritten: std::collections::VecDeque::new(),
+            next_group: 1,
             since_snapshot,
             snapshot_len,
             compacting: false,
@@ -578,7 +612,9 @@ impl DurableStore {
                 g.since_snapshot = 0;
                 g.state.clone()
             };
-            compact(&shared, segment, &state);
+            let snapshot = shared.dir.join(file_name(FileKind::Snapshot, segment));
+            compact(&shared, segment, &state)
+                .map_err(io_error("cannot write the recovered state to", &snapshot))?;
         }
         let recovered = recover(&shared, &mut report);
         report.elapsed = started.elapsed();
@@ -608,7 +644,8 @@ impl DurableStore {
                 .name("mqtt-store-compact".into())
                 .spawn(move || {
                     while let Ok((number, state)) = rx.recv() {
-                        compact(&shared, number, &state);
+                        // A failure is logged, and the next growth of the logs tries again.
+                        let _ = compact(&shared, number, &state);
                     }
                 })
                 .ok()
@@ -837,6 +874,8 @@ impl Shared {
         let loc = next_location(g, n);
         advance(g, n);
         g.state.add_live_message(mid, publish, loc);
+        g.unwritten
+            .push_back((loc.file.number, loc.offset + u64::from(loc.len), mid));
         mid
     }
 
@@ -881,12 +920,13 @@ impl Shared {
                     expires: delivery.expires_at().map(wall),
                     identifiers: delivery.identifiers().to_vec(),
                     shared: delivery.shared().cloned(),
+                    group: GROUP.with(std::cell::Cell::get),
                 })
             }
             Change::Sent { entry, id } => Record::Sent { sid, entry, id },
             Change::Received { entry } => Record::Received { sid, entry },
             Change::Removed { entry } => Record::Removed { sid, entry },
-            Change::IncomingQos2(id) => Record::IncomingQos2 { sid, id },
+            Change::IncomingQos2(id) => Record::IncomingQos2 { sid, id, group: 0 },
             Change::IncomingReleased(id) => Record::IncomingReleased { sid, id },
             Change::Attached => Record::Attached { sid },
             Change::Detached { at } => Record::Detached { sid, at: wall(at) },
@@ -905,25 +945,13 @@ impl Shared {
         push(g, record);
     }
 
-    /// Waits until the files hold everything up to `loc` (a message just recorded may still be
-    /// in the buffer).
-    fn wait_written<'a>(
-        &'a self,
-        mut g: MutexGuard<'a, Inner>,
-        loc: Location,
-    ) -> MutexGuard<'a, Inner> {
-        let end = loc.offset + u64::from(loc.len);
-        let written = |g: &Inner| {
-            loc.file.kind == FileKind::Snapshot
-                || loc.file.number < g.written_segment
-                || (loc.file.number == g.written_segment && end <= g.written_len)
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !written(&g) && !g.stop && Instant::now() < deadline {
+    /// Waits while more than [`MAX_PENDING`] bytes wait for the disk.
+    fn throttle<'a>(&'a self, mut g: MutexGuard<'a, Inner>) -> MutexGuard<'a, Inner> {
+        while g.pending.len() > MAX_PENDING && !g.stop {
             self.work.notify_one();
             g = self
                 .progress
-                .wait_timeout(g, Duration::from_millis(20))
+                .wait_timeout(g, Duration::from_millis(50))
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
@@ -937,7 +965,7 @@ impl SessionStore for DurableStore {
     }
 
     fn record(&self, client_id: &str, changes: Vec<Change>) -> u64 {
-        let mut g = self.shared.lock();
+        let mut g = self.shared.throttle(self.shared.lock());
         let before = g.appended;
         for change in changes {
             self.shared.append_change(&mut g, client_id, change);
@@ -951,7 +979,7 @@ impl SessionStore for DurableStore {
     }
 
     fn retain(&self, topic: &TopicName, message: Option<&StoredRetained>) -> u64 {
-        let mut g = self.shared.lock();
+        let mut g = self.shared.throttle(self.shared.lock());
         match message {
             Some(m) => {
                 let expires = m.expires_at.map(|i| self.shared.anchor.wall(i));
@@ -972,6 +1000,30 @@ impl SessionStore for DurableStore {
                     },
                 );
             }
+        }
+        let lsn = g.appended;
+        drop(g);
+        self.shared.work.notify_one();
+        lsn
+    }
+
+    fn begin_group(&self) -> u64 {
+        let group = {
+            let mut g = self.shared.lock();
+            let group = g.next_group;
+            g.next_group += 1;
+            group
+        };
+        GROUP.with(|c| c.set(group));
+        group
+    }
+
+    fn commit_group(&self, group: u64, client_id: &str, id: mqtt_codec::PacketId) -> u64 {
+        GROUP.with(|c| c.set(0));
+        let mut g = self.shared.lock();
+        match g.state.sids.get(client_id).copied() {
+            Some(sid) => push(&mut g, Record::IncomingQos2 { sid, id, group }),
+            None => g.state.inconsistencies += 1,
         }
         let lsn = g.appended;
         drop(g);
@@ -1001,63 +1053,54 @@ impl SessionStore for DurableStore {
 
     fn load_queued(&self, client_id: &str, entries: &[u64]) -> Vec<(u64, Option<Delivery>)> {
         let anchor = self.shared.anchor;
-        let mut g = self.shared.lock();
+        let g = self.shared.lock();
         let Some(&sid) = g.state.sids.get(client_id) else {
             return entries.iter().map(|&e| (e, None)).collect();
         };
         let mut out = Vec::with_capacity(entries.len());
-        let mut to_read: Vec<(u64, u64, Location)> = Vec::new();
+        // A message not yet written is still in memory; what is not is in a file, read with
+        // the handle taken now (a compaction may replace the file meanwhile; the handle keeps
+        // it readable).
+        let mut to_read = Vec::new();
         for &entry in entries {
-            let Some(e) = g
+            let found = g
                 .state
                 .sessions
                 .get(&sid)
                 .and_then(|s| s.entries.get(&entry))
-            else {
-                out.push((entry, None));
-                continue;
-            };
-            let Some(m) = g.state.messages.get(&e.mid) else {
+                .and_then(|e| g.state.messages.get(&e.mid).map(|m| (e, m)));
+            let Some((e, m)) = found else {
                 out.push((entry, None));
                 continue;
             };
             match m.live.upgrade() {
                 Some(publish) => out.push((entry, Some(delivery(&anchor, publish, e)))),
-                None => to_read.push((entry, e.mid, m.loc)),
+                None => match g.files.get(&m.loc.file) {
+                    Some(file) => {
+                        to_read.push((entry, e.clone(), e.mid, Arc::clone(file), m.loc));
+                    }
+                    None => out.push((entry, None)),
+                },
             }
         }
+        drop(g);
         if to_read.is_empty() {
             return out;
         }
-        if let Some(&(_, _, last)) = to_read.last() {
-            g = self.shared.wait_written(g, last);
-        }
-        let files = g.files.clone();
-        drop(g);
         let mut bodies: HashMap<u64, Option<Arc<Publish>>> = HashMap::new();
-        for &(_, mid, loc) in &to_read {
-            bodies.entry(mid).or_insert_with(|| {
-                files
-                    .get(&loc.file)
-                    .and_then(|f| read_message(f, loc))
-                    .map(Arc::new)
-            });
+        for (_, _, mid, file, loc) in &to_read {
+            bodies
+                .entry(*mid)
+                .or_insert_with(|| read_message(file, *loc).map(Arc::new));
         }
         let mut g = self.shared.lock();
-        for (entry, mid, _) in to_read {
-            let body = bodies.get(&mid).cloned().flatten();
-            let e = g
-                .state
-                .sessions
-                .get(&sid)
-                .and_then(|s| s.entries.get(&entry))
-                .cloned();
-            match (body, e) {
-                (Some(publish), Some(e)) => {
+        for (entry, e, mid, _, _) in to_read {
+            match bodies.get(&mid).cloned().flatten() {
+                Some(publish) => {
                     g.state.set_live(mid, &publish);
                     out.push((entry, Some(delivery(&anchor, publish, &e))));
                 }
-                _ => out.push((entry, None)),
+                None => out.push((entry, None)),
             }
         }
         out
@@ -1220,6 +1263,15 @@ fn sync_loop(shared: &Shared, compactor: &mpsc::Sender<(u64, State)>) {
         g.written_segment = segment;
         g.written_len = written_len + batch.len() as u64;
         g.written_lsn = lsn;
+        // Messages now in the file no longer need their bodies kept in memory.
+        let written_end = g.written_len;
+        while let Some(&(log, end, mid)) = g.unwritten.front() {
+            if log > segment || (log == segment && end > written_end) {
+                break;
+            }
+            g.unwritten.pop_front();
+            g.state.unpin(mid);
+        }
         if let (Some((number, _)), Some(Some(f))) = (&snapshot, next) {
             g.files.insert(
                 FileId {
@@ -1262,69 +1314,68 @@ fn sync_loop(shared: &Shared, compactor: &mpsc::Sender<(u64, State)>) {
 }
 
 /// Writes `snapshot-N` from `state` (the state at the start of `log-N`), then deletes the files
-/// it replaces.
-fn compact(shared: &Shared, number: u64, state: &State) {
+/// it replaces. On failure nothing is deleted: the logs stay until a snapshot succeeds.
+fn compact(shared: &Shared, number: u64, state: &State) -> std::io::Result<()> {
     let started = Instant::now();
-    match write_snapshot(shared, number, state) {
-        Ok((len, moved)) => {
-            let mut g = shared.lock();
-            let id = FileId {
-                number,
-                kind: FileKind::Snapshot,
-            };
-            for (mid, loc) in moved {
-                if let Some(m) = g.state.messages.get_mut(&mid)
-                    && m.loc.file.number < number
-                {
-                    m.loc = loc;
-                }
-            }
-            let path = shared.dir.join(file_name(id.kind, number));
-            if let Ok(f) = File::open(&path) {
-                g.files.insert(id, Arc::new(f));
-            }
-            let old: Vec<FileId> = g
-                .files
-                .keys()
-                .filter(|f| f.number < number)
-                .copied()
-                .collect();
-            for f in &old {
-                g.files.remove(f);
-            }
-            g.snapshot_len = len;
-            g.compacting = false;
-            drop(g);
-            for f in old {
-                let _ = fs::remove_file(shared.dir.join(file_name(f.kind, f.number)));
-            }
-            let _ = sync_dir(&shared.dir);
-            tracing::info!(
-                snapshot = number,
-                bytes = len,
-                sessions = state.sessions.len(),
-                retained = state.retained.len(),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "store: snapshot written, older files removed"
-            );
-        }
+    let result = write_snapshot(shared, number, state);
+    let mut g = shared.lock();
+    g.compacting = false;
+    let (len, moved, file) = match result {
+        Ok(written) => written,
         Err(e) => {
             tracing::error!(error = %e, "store: cannot write a snapshot; keeping the logs");
-            let mut g = shared.lock();
-            g.compacting = false;
             // The logs before this one are still needed: count them again.
             g.since_snapshot = g.since_snapshot.saturating_add(g.snapshot_len.max(1));
+            drop(g);
+            shared.progress.notify_all();
+            return Err(e);
+        }
+    };
+    let id = FileId {
+        number,
+        kind: FileKind::Snapshot,
+    };
+    for (mid, loc) in moved {
+        if let Some(m) = g.state.messages.get_mut(&mid)
+            && m.loc.file.number < number
+        {
+            m.loc = loc;
         }
     }
+    g.files.insert(id, Arc::new(file));
+    let old: Vec<FileId> = g
+        .files
+        .keys()
+        .filter(|f| f.number < number)
+        .copied()
+        .collect();
+    for f in &old {
+        g.files.remove(f);
+    }
+    g.snapshot_len = len;
+    drop(g);
+    for f in old {
+        let _ = fs::remove_file(shared.dir.join(file_name(f.kind, f.number)));
+    }
+    let _ = sync_dir(&shared.dir);
+    tracing::info!(
+        snapshot = number,
+        bytes = len,
+        sessions = state.sessions.len(),
+        retained = state.retained.len(),
+        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "store: snapshot written, older files removed"
+    );
     shared.progress.notify_all();
+    Ok(())
 }
 
-/// Writes the snapshot file; returns its length and where each message now lies in it.
-fn write_snapshot(
-    shared: &Shared,
-    number: u64,
-    state: &State,
-) -> std::io::Result<(u64, Vec<(u64, Location)>)> {
+/// What writing a snapshot gives: its length, where each message now lies in it, and the
+/// file (open, to read messages back).
+type Snapshot = (u64, Vec<(u64, Location)>, File);
+
+/// Writes the snapshot file.
+fn write_snapshot(shared: &Shared, number: u64, state: &State) -> std::io::Result<Snapshot> {
     let files = shared.lock().files.clone();
     let id = FileId {
         number,
@@ -1341,6 +1392,7 @@ fn write_snapshot(
     let mut records = 0u64;
     let mut moved = Vec::with_capacity(state.messages.len());
     let mut buf = BytesMut::new();
+    let uncommitted = state.uncommitted();
     let emit = |out: &mut std::io::BufWriter<&File>, buf: &mut BytesMut| -> std::io::Result<u64> {
         out.write_all(buf)?;
         let n = buf.len() as u64;
@@ -1349,11 +1401,10 @@ fn write_snapshot(
     };
     for (&mid, m) in &state.messages {
         let Some(frame_bytes) = files.get(&m.loc.file).and_then(|f| read_frame(f, m.loc)) else {
-            tracing::warn!(
-                mid,
-                "store: a message record cannot be read back; left out of the snapshot"
-            );
-            continue;
+            // Never dropped for good: the snapshot fails, and the files it would replace stay.
+            return Err(std::io::Error::other(format!(
+                "the record of message {mid} cannot be read back"
+            )));
         };
         out.write_all(&frame_bytes)?;
         moved.push((
@@ -1407,6 +1458,7 @@ fn write_snapshot(
                     expires: e.expires,
                     identifiers: e.identifiers.clone(),
                     shared: e.shared.clone(),
+                    group: uncommitted.get(&(sid, entry)).copied().unwrap_or(0),
                 }),
                 &mut buf,
             );
@@ -1421,7 +1473,7 @@ fn write_snapshot(
             }
         }
         for &id in &s.incoming {
-            put(Record::IncomingQos2 { sid, id }, &mut buf);
+            put(Record::IncomingQos2 { sid, id, group: 0 }, &mut buf);
         }
         match s.detached_at {
             Some(at) => put(Record::Detached { sid, at }, &mut buf),
@@ -1459,5 +1511,5 @@ fn write_snapshot(
     let path = shared.dir.join(file_name(FileKind::Snapshot, number));
     fs::rename(&tmp, &path)?;
     sync_dir(&shared.dir)?;
-    Ok((offset, moved))
+    Ok((offset, moved, file))
 }

@@ -29,6 +29,28 @@ use crate::session::{Change, Delivery, StoredSession};
 
 pub use durable::{DurableStore, StoreError, StoreOptions, SyncPolicy};
 
+/// The kinds of store file, for the fuzz targets (which write files of their own).
+#[cfg(fuzzing)]
+#[derive(Debug, Clone, Copy)]
+pub enum FuzzFile {
+    /// A log.
+    Log,
+    /// A snapshot.
+    Snapshot,
+}
+
+#[cfg(fuzzing)]
+impl FuzzFile {
+    /// The valid header of such a file.
+    pub fn header(self) -> Vec<u8> {
+        record::header(match self {
+            Self::Log => record::FileKind::Log,
+            Self::Snapshot => record::FileKind::Snapshot,
+        })
+        .to_vec()
+    }
+}
+
 /// A retained message as the store keeps it.
 #[derive(Debug, Clone)]
 pub struct StoredRetained {
@@ -65,6 +87,9 @@ pub struct RecoveryReport {
     pub inconsistencies: u64,
     /// Messages in flight whose bodies could not be read back (dropped).
     pub unreadable: u64,
+    /// Copies of a client's QoS 2 message whose routing was cut short by the stop (dropped:
+    /// the client sends the message again, and it is routed then).
+    pub uncommitted: u64,
     /// How long loading took.
     pub elapsed: Duration,
 }
@@ -86,6 +111,18 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// Records that `topic` now retains `message` (`None`: nothing). Returns the sequence number
     /// of the record.
     fn retain(&self, topic: &TopicName, message: Option<&StoredRetained>) -> u64;
+
+    /// Starts a routing group on this thread: the copies of a client's QoS 2 message recorded
+    /// from now until [`SessionStore::commit_group`] count only together with its packet
+    /// identifier's record, so that a stop between the two neither loses the message (the
+    /// identifier kept, its copies not: the client's resend would be taken for a repeat) nor
+    /// doubles it (the copies kept, the identifier not). Returns the group (0: the store keeps
+    /// nothing).
+    fn begin_group(&self) -> u64;
+
+    /// Ends the group on this thread with the record of the client's QoS 2 packet identifier
+    /// `id`, which commits the group's copies. Returns its sequence number.
+    fn commit_group(&self, group: u64, client_id: &str, id: mqtt_codec::PacketId) -> u64;
 
     /// The sequence number of the last record stored.
     fn appended(&self) -> u64;
@@ -131,6 +168,14 @@ impl SessionStore for MemoryStore {
     }
 
     fn retain(&self, _: &TopicName, _: Option<&StoredRetained>) -> u64 {
+        0
+    }
+
+    fn begin_group(&self) -> u64 {
+        0
+    }
+
+    fn commit_group(&self, _: u64, _: &str, _: mqtt_codec::PacketId) -> u64 {
         0
     }
 

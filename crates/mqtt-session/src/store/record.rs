@@ -91,6 +91,9 @@ pub(crate) struct QueuedRecord {
     pub(crate) expires: Option<u64>,
     pub(crate) identifiers: Vec<SubscriptionId>,
     pub(crate) shared: Option<TopicFilter>,
+    /// The routing of a client's QoS 2 message this copy belongs to (0: none): it counts
+    /// only once that routing's [`Record::IncomingQos2`] commits it.
+    pub(crate) group: u64,
 }
 
 /// One record, decoded. Packets (messages, wills) stay encoded: they are decoded only when
@@ -140,9 +143,12 @@ pub(crate) enum Record {
         sid: u64,
         entry: u64,
     },
+    /// A client's QoS 2 packet identifier awaiting PUBREL; with a group, it also commits the
+    /// copies the routing of its message made.
     IncomingQos2 {
         sid: u64,
         id: PacketId,
+        group: u64,
     },
     IncomingReleased {
         sid: u64,
@@ -202,9 +208,10 @@ pub(crate) fn frame_header(bytes: &[u8; FRAME_LEN]) -> (u32, u32) {
     )
 }
 
-/// Whether a body matches its checksum.
+/// Whether a body matches its checksum. (Under the fuzzer every body does, so that it reaches
+/// the decoding of records instead of stopping at their checksums.)
 pub(crate) fn check(body: &[u8], crc: u32) -> bool {
-    crc32fast::hash(body) == crc
+    cfg!(fuzzing) || crc32fast::hash(body) == crc
 }
 
 fn put_varint(buf: &mut BytesMut, mut v: u64) {
@@ -374,6 +381,7 @@ impl Record {
                 put_varint(buf, q.mid);
                 buf.put_u8((q.qos as u8) | (u8::from(q.retain) << 2));
                 put_opt(buf, q.expires);
+                put_varint(buf, q.group);
                 put_varint(buf, q.identifiers.len() as u64);
                 for i in &q.identifiers {
                     put_varint(buf, u64::from(i.get()));
@@ -386,9 +394,10 @@ impl Record {
             }
             Self::Received { sid, entry: e } => entry(buf, kind::RECEIVED, *sid, *e),
             Self::Removed { sid, entry: e } => entry(buf, kind::REMOVED, *sid, *e),
-            Self::IncomingQos2 { sid, id } => {
+            Self::IncomingQos2 { sid, id, group } => {
                 sid_only(buf, kind::INCOMING_QOS2, *sid);
                 put_varint(buf, u64::from(id.get()));
+                put_varint(buf, *group);
             }
             Self::IncomingReleased { sid, id } => {
                 sid_only(buf, kind::INCOMING_RELEASED, *sid);
@@ -477,6 +486,7 @@ impl Record {
                 let qos = QoS::from_u8(flags & 0x03).ok_or(Corrupt)?;
                 let retain = flags & 0x04 != 0;
                 let expires = r.opt()?;
+                let group = r.varint()?;
                 let n = r.varint()?;
                 let mut identifiers = Vec::new();
                 for _ in 0..n {
@@ -497,6 +507,7 @@ impl Record {
                     expires,
                     identifiers,
                     shared,
+                    group,
                 })
             }
             kind::SENT => Self::Sent {
@@ -515,6 +526,7 @@ impl Record {
             kind::INCOMING_QOS2 => Self::IncomingQos2 {
                 sid: r.varint()?,
                 id: r.packet_id()?,
+                group: r.varint()?,
             },
             kind::INCOMING_RELEASED => Self::IncomingReleased {
                 sid: r.varint()?,
@@ -666,6 +678,7 @@ mod tests {
                     SubscriptionId::new(2).unwrap(),
                 ],
                 shared: Some(filter.clone()),
+                group: 5,
             }),
             Record::Queued(QueuedRecord {
                 sid: 7,
@@ -676,6 +689,7 @@ mod tests {
                 expires: None,
                 identifiers: vec![],
                 shared: None,
+                group: 0,
             }),
             Record::Sent {
                 sid: 7,
@@ -684,7 +698,11 @@ mod tests {
             },
             Record::Received { sid: 7, entry: 9 },
             Record::Removed { sid: 7, entry: 9 },
-            Record::IncomingQos2 { sid: 7, id },
+            Record::IncomingQos2 {
+                sid: 7,
+                id,
+                group: 5,
+            },
             Record::IncomingReleased { sid: 7, id },
             Record::Attached { sid: 7 },
             Record::Detached {

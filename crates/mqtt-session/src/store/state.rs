@@ -43,6 +43,8 @@ pub(crate) struct MessageState {
     pub(crate) live: Weak<Publish>,
     /// That copy's address in `State::by_ptr` (0: none).
     pub(crate) ptr: usize,
+    /// The copy itself, held until its record is written (so that it can always be had).
+    pub(crate) pinned: Option<Arc<Publish>>,
 }
 
 /// A message in a session's queue or window.
@@ -120,6 +122,9 @@ pub(crate) struct State {
     pub(crate) next_mid: u64,
     /// Records that named something that does not exist (a damaged store, or a bug).
     pub(crate) inconsistencies: u64,
+    /// Copies made by the routing of a client's QoS 2 message, by routing, until its
+    /// identifier record commits them: (session, entry).
+    pub(crate) pending_groups: HashMap<u64, Vec<(u64, u64)>>,
 }
 
 /// The address a message is known by.
@@ -137,7 +142,7 @@ impl State {
 
     /// A message whose body is in memory (as the running store writes it).
     pub(crate) fn add_live_message(&mut self, mid: u64, publish: &Arc<Publish>, loc: Location) {
-        self.next_mid = self.next_mid.max(mid + 1);
+        self.next_mid = self.next_mid.max(mid.saturating_add(1));
         self.by_ptr.insert(ptr(publish), mid);
         self.messages.insert(
             mid,
@@ -147,6 +152,7 @@ impl State {
                 loc,
                 live: Arc::downgrade(publish),
                 ptr: ptr(publish),
+                pinned: Some(Arc::clone(publish)),
             },
         );
     }
@@ -164,12 +170,49 @@ impl State {
         );
     }
 
+    /// Drops the copies of routings that were never committed (the broker stopped between a
+    /// client's QoS 2 message's routing and its identifier record: the client sends it again,
+    /// and it is routed then); returns how many.
+    pub(crate) fn drop_uncommitted(&mut self) -> u64 {
+        let mut dropped = 0;
+        let groups: Vec<Vec<(u64, u64)>> = self.pending_groups.drain().map(|(_, v)| v).collect();
+        for (sid, entry) in groups.into_iter().flatten() {
+            let Some(s) = self.sessions.get_mut(&sid) else {
+                continue;
+            };
+            let Some(e) = s.entries.remove(&entry) else {
+                continue;
+            };
+            if e.flight.is_some() {
+                s.inflight.retain(|&i| i != entry);
+            }
+            self.release(e.mid);
+            dropped += 1;
+        }
+        dropped
+    }
+
+    /// The routing each copy still waiting for its commit belongs to, by (session, entry).
+    pub(crate) fn uncommitted(&self) -> HashMap<(u64, u64), u64> {
+        self.pending_groups
+            .iter()
+            .flat_map(|(&g, copies)| copies.iter().map(move |&c| (c, g)))
+            .collect()
+    }
+
     /// Forgets the messages no entry references (after loading: the log may hold messages
     /// whose entries a later snapshot dropped, or none at all after a damaged tail).
     pub(crate) fn drop_unreferenced(&mut self) {
         self.messages.retain(|_, m| m.refs > 0);
         let messages = &self.messages;
         self.by_ptr.retain(|_, mid| messages.contains_key(mid));
+    }
+
+    /// The record of message `mid` is written: its body need not be held any longer.
+    pub(crate) fn unpin(&mut self, mid: u64) {
+        if let Some(m) = self.messages.get_mut(&mid) {
+            m.pinned = None;
+        }
     }
 
     /// Records that the message `mid` now has this copy in memory (loaded from disk).
@@ -216,7 +259,7 @@ impl State {
     fn try_apply(&mut self, record: Record, loc: Location) -> bool {
         match record {
             Record::Message { mid, size, .. } => {
-                self.next_mid = self.next_mid.max(mid + 1);
+                self.next_mid = self.next_mid.max(mid.saturating_add(1));
                 self.messages.insert(
                     mid,
                     MessageState {
@@ -225,11 +268,12 @@ impl State {
                         loc,
                         live: Weak::new(),
                         ptr: 0,
+                        pinned: None,
                     },
                 );
             }
             Record::Open { sid, client_id } => {
-                self.next_sid = self.next_sid.max(sid + 1);
+                self.next_sid = self.next_sid.max(sid.saturating_add(1));
                 if let Some(old) = self.sids.insert(client_id.clone(), sid) {
                     self.drop_entries(old);
                     self.sessions.remove(&old);
@@ -275,6 +319,12 @@ impl State {
                 if !self.messages.contains_key(&q.mid) || !self.sessions.contains_key(&q.sid) {
                     return false;
                 }
+                if q.group != 0 {
+                    self.pending_groups
+                        .entry(q.group)
+                        .or_default()
+                        .push((q.sid, q.entry));
+                }
                 let entry = EntryState {
                     mid: q.mid,
                     qos: q.qos,
@@ -288,7 +338,7 @@ impl State {
                     .session(q.sid)
                     .and_then(|s| s.entries.insert(q.entry, entry));
                 if let Some(m) = self.messages.get_mut(&q.mid) {
-                    m.refs += 1;
+                    m.refs = m.refs.saturating_add(1);
                 }
                 if let Some(old) = replaced {
                     self.release(old.mid);
@@ -328,12 +378,17 @@ impl State {
                 }
                 self.release(e.mid);
             }
-            Record::IncomingQos2 { sid, id } => match self.session(sid) {
-                Some(s) => {
-                    s.incoming.insert(id);
+            Record::IncomingQos2 { sid, id, group } => {
+                if group != 0 {
+                    self.pending_groups.remove(&group);
                 }
-                None => return false,
-            },
+                match self.session(sid) {
+                    Some(s) => {
+                        s.incoming.insert(id);
+                    }
+                    None => return false,
+                }
+            }
             Record::IncomingReleased { sid, id } => match self.session(sid) {
                 Some(s) => {
                     s.incoming.remove(&id);

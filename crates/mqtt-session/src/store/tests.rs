@@ -505,3 +505,107 @@ fn retained_messages_and_compaction_survive_restarts() {
     let (_, recovered) = open(dir.path(), now);
     assert_eq!(recovered.retained.len(), 50);
 }
+
+/// A session with a subscription, detached, recording to `store`.
+fn offline_subscriber(store: &DurableStore, now: Instant) -> Session {
+    let mut s = new_session(now);
+    s.add_subscription(
+        &TopicFilter::from_static("a/#").unwrap(),
+        SubscriptionData::new(QoS::ExactlyOnce),
+    );
+    s.detach(true);
+    store.record("c1", s.take_changes());
+    s
+}
+
+/// The queue length of the one session a store gives back.
+fn queued_after_reopen(dir: &Path, now: Instant) -> (usize, u64) {
+    let (store, mut recovered) = open(dir, now);
+    let uncommitted = recovered.report.uncommitted;
+    recovered.sessions.retain(|s| s.client_id.as_str() == "c1");
+    let s = restored(&store, recovered, now);
+    (s.queued(), uncommitted)
+}
+
+/// The copies of a client's QoS 2 message count only with the record of its packet
+/// identifier, which commits them: cut off before it, they are dropped at load (the client
+/// sends the message again); after it, they are kept (the repeat is not routed).
+#[test]
+fn copies_of_a_routing_count_only_once_committed() {
+    let now = Instant::now();
+    let messages = messages();
+    for (commit, compact_between) in [(false, false), (true, false), (false, true), (true, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = open(dir.path(), now);
+            let mut publisher = Session::new(MqttString::try_from("p").unwrap(), true, limits());
+            store.record("p", publisher.take_changes());
+            let mut s = offline_subscriber(&store, now);
+            let group = store.begin_group();
+            s.deliver(
+                Delivery::new(Arc::clone(&messages[2]), QoS::ExactlyOnce, false),
+                now,
+            );
+            store.record("c1", s.take_changes());
+            if compact_between {
+                // A snapshot taken mid-routing keeps the copy's group.
+                store.compact_now();
+            }
+            if commit {
+                store.commit_group(group, "p", PacketId::new(9).unwrap());
+            }
+            store.flush();
+            drop(publisher);
+        }
+        let (queued, uncommitted) = queued_after_reopen(dir.path(), now);
+        assert_eq!(
+            (queued, uncommitted),
+            if commit { (1, 0) } else { (0, 1) },
+            "commit {commit}, snapshot in between {compact_between}"
+        );
+    }
+}
+
+/// A queued message whose body nobody holds any more, and whose record is not written yet,
+/// still loads: the store keeps it until then.
+#[test]
+fn an_unwritten_message_loads_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Instant::now();
+    // A long batch: nothing is written during the test's first part.
+    let (store, _) = DurableStore::open(
+        dir.path(),
+        StoreOptions {
+            sync: SyncPolicy::Batch,
+            batch_interval: Duration::from_millis(1000),
+            ..StoreOptions::default()
+        },
+        now,
+        SystemTime::now(),
+    )
+    .unwrap();
+    let mut s = offline_subscriber(&store, now);
+    let body = Arc::new(Publish::new(
+        TopicName::from_static("a/x").unwrap(),
+        "fresh",
+    ));
+    s.deliver(Delivery::new(body, QoS::AtLeastOnce, false), now);
+    store.record("c1", s.take_changes());
+    // The session spilled it, and the test's copy is gone: only the store has it.
+    let entries = s.spilled_entries(false);
+    assert_eq!(entries.len(), 1);
+    let loaded = store.load_queued("c1", &entries);
+    assert!(
+        matches!(&loaded[..], [(_, Some(d))] if d.publish.payload == "fresh"),
+        "{loaded:?}"
+    );
+    // Written and dropped from memory, it loads from the file, also after a compaction.
+    drop(loaded);
+    store.flush();
+    store.compact_now();
+    let loaded = store.load_queued("c1", &entries);
+    assert!(
+        matches!(&loaded[..], [(_, Some(d))] if d.publish.payload == "fresh"),
+        "{loaded:?}"
+    );
+}
