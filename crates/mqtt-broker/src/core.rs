@@ -545,11 +545,17 @@ impl Broker {
         for damage in &report.damaged {
             tracing::warn!("store: {damage}");
         }
-        if report.inconsistencies > 0 || report.unreadable > 0 {
+        if report.inconsistencies > 0 {
             tracing::warn!(
                 inconsistencies = report.inconsistencies,
-                unreadable = report.unreadable,
                 "store: records that did not fit the state were skipped"
+            );
+        }
+        if report.uncommitted > 0 {
+            tracing::info!(
+                copies = report.uncommitted,
+                "store: copies of QoS 2 messages whose routing the stop cut short were dropped \
+                 (their publishers send them again)"
             );
         }
         {

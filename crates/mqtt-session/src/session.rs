@@ -224,15 +224,16 @@ pub struct Spilled {
     pub shared: bool,
 }
 
-/// A message in flight, as a durable store gives it back.
+/// A message in flight, as a durable store gives it back (its body stays in the store until
+/// [`Session::fill`]).
 #[derive(Debug, Clone)]
 pub struct StoredInflight {
     /// Its entry.
     pub entry: u64,
     /// Its packet identifier.
     pub id: PacketId,
-    /// The message.
-    pub delivery: Delivery,
+    /// What the session keeps of it (its QoS included).
+    pub spilled: Spilled,
     /// (QoS 2) Whether the client already sent PUBREC (PUBREL is what goes out again).
     pub received: bool,
 }
@@ -247,7 +248,7 @@ pub struct StoredSession {
     pub expiry_interval: u32,
     /// The subscriptions.
     pub subscriptions: Vec<(TopicFilter, SubscriptionData)>,
-    /// Messages in flight, in the order they were sent.
+    /// Messages in flight, in the order they were sent, their bodies left in the store.
     pub inflight: Vec<StoredInflight>,
     /// Messages queued, in order, their bodies left in the store.
     pub queue: Vec<(u64, Spilled)>,
@@ -381,7 +382,8 @@ enum Await {
 struct Inflight {
     entry: u64,
     id: PacketId,
-    delivery: Delivery,
+    /// The message (offline with a durable store: only its summary).
+    item: Item,
     state: Await,
     /// Whether it was sent on the current connection (after a reconnect, messages in flight
     /// are sent again as the client's Receive Maximum allows).
@@ -400,6 +402,15 @@ struct Queued {
 enum Item {
     Loaded(Delivery),
     Spilled(Spilled),
+}
+
+impl Item {
+    fn is_shared(&self) -> bool {
+        match self {
+            Item::Loaded(d) => d.shared().is_some(),
+            Item::Spilled(s) => s.shared,
+        }
+    }
 }
 
 impl Queued {
@@ -421,13 +432,6 @@ impl Queued {
         match &self.item {
             Item::Loaded(d) => d.expired(now),
             Item::Spilled(s) => s.expires_at.is_some_and(|at| now >= at),
-        }
-    }
-
-    fn is_shared(&self) -> bool {
-        match &self.item {
-            Item::Loaded(d) => d.shared().is_some(),
-            Item::Spilled(s) => s.shared,
         }
     }
 }
@@ -587,7 +591,7 @@ impl Session {
         let mut last = 0;
         for f in stored.inflight {
             last = last.max(f.entry);
-            let state = match (f.delivery.qos, f.received) {
+            let state = match (f.spilled.qos, f.received) {
                 (QoS::ExactlyOnce, true) => Await::Complete,
                 (QoS::ExactlyOnce, false) => Await::Received,
                 _ => Await::Ack,
@@ -595,7 +599,7 @@ impl Session {
             session.inflight.push_back(Inflight {
                 entry: f.entry,
                 id: f.id,
-                delivery: f.delivery,
+                item: Item::Spilled(f.spilled),
                 state,
                 sent: false,
             });
@@ -656,11 +660,22 @@ impl Session {
     /// The entries of queued messages whose bodies are in the store (all of them, or only
     /// those a shared subscription chose): the broker loads them with the store and hands them
     /// back with [`Session::fill`] before they can be sent (or given to another member).
+    ///
+    /// Messages in flight come first (in their order), then queued ones; a QoS 2 message whose
+    /// PUBREC came needs no body (only PUBREL goes out again) and is not listed.
     pub fn spilled_entries(&self, shared_only: bool) -> Vec<u64> {
-        self.queue
+        let wanted =
+            |item: &Item| matches!(item, Item::Spilled(_)) && (!shared_only || item.is_shared());
+        self.inflight
             .iter()
-            .filter(|q| matches!(q.item, Item::Spilled(_)) && (!shared_only || q.is_shared()))
-            .map(|q| q.entry)
+            .filter(|f| f.state != Await::Complete && wanted(&f.item))
+            .map(|f| f.entry)
+            .chain(
+                self.queue
+                    .iter()
+                    .filter(|q| wanted(&q.item))
+                    .map(|q| q.entry),
+            )
             .collect()
     }
 
@@ -671,6 +686,16 @@ impl Session {
     pub fn fill(&mut self, loaded: Vec<(u64, Option<Delivery>)>, now: Instant) {
         let mut loaded: HashMap<u64, Option<Delivery>> = loaded.into_iter().collect();
         let mut lost = Vec::new();
+        for f in &mut self.inflight {
+            if !matches!(f.item, Item::Spilled(_)) {
+                continue;
+            }
+            match loaded.remove(&f.entry) {
+                Some(Some(d)) => f.item = Item::Loaded(d),
+                Some(None) => lost.push(f.entry),
+                None => {}
+            }
+        }
         for q in &mut self.queue {
             if !matches!(q.item, Item::Spilled(_)) {
                 continue;
@@ -683,6 +708,13 @@ impl Session {
         }
         if !lost.is_empty() {
             let gone: HashSet<u64> = lost.iter().copied().collect();
+            let unsent_lost = self
+                .inflight
+                .iter()
+                .filter(|f| !f.sent && gone.contains(&f.entry))
+                .count();
+            self.unsent = self.unsent.saturating_sub(unsent_lost);
+            self.inflight.retain(|f| !gone.contains(&f.entry));
             self.queue.retain(|q| !gone.contains(&q.entry));
             self.queued_bytes = self.queue.iter().map(Queued::size).sum();
             self.stats.dropped_unreadable += lost.len() as u64;
@@ -796,14 +828,15 @@ impl Session {
         let mut removed = Vec::new();
         let mut kept = VecDeque::with_capacity(self.inflight.len());
         for f in self.inflight.drain(..) {
-            if f.delivery.shared().is_some() && f.state != Await::Complete {
-                if !f.sent {
-                    self.unsent = self.unsent.saturating_sub(1);
+            match f.item {
+                Item::Loaded(d) if d.shared().is_some() && f.state != Await::Complete => {
+                    if !f.sent {
+                        self.unsent = self.unsent.saturating_sub(1);
+                    }
+                    removed.push(f.entry);
+                    taken.push(d);
                 }
-                removed.push(f.entry);
-                taken.push(f.delivery);
-            } else {
-                kept.push_back(f);
+                item => kept.push_back(Inflight { item, ..f }),
             }
         }
         self.inflight = kept;
@@ -921,11 +954,16 @@ impl Session {
             let Some(c) = self.connection.as_mut() else {
                 return;
             };
+            let delivery = match (&f.item, f.state) {
+                (_, Await::Complete) => None,
+                (Item::Loaded(d), _) => Some(d),
+                // Its body is still in the store: the rest waits for `fill`, in order.
+                (Item::Spilled(_), _) => break,
+            };
             self.unsent -= 1;
-            let item = match f.state {
-                Await::Ack | Await::Received => {
-                    if c.max_packet_size < PROTOCOL_MAX_PACKET_SIZE && c.too_large(&f.delivery, now)
-                    {
+            let item = match delivery {
+                Some(delivery) => {
+                    if c.max_packet_size < PROTOCOL_MAX_PACKET_SIZE && c.too_large(delivery, now) {
                         self.stats.dropped_too_large += 1;
                         let entry = f.entry;
                         self.inflight.remove(i);
@@ -933,13 +971,13 @@ impl Session {
                         continue;
                     }
                     let envelope = Envelope {
-                        qos: qos_pid(f.delivery.qos, f.id),
+                        qos: qos_pid(delivery.qos, f.id),
                         dup: true,
-                        retain: f.delivery.retain,
+                        retain: delivery.retain,
                     };
-                    c.publish(&f.delivery, envelope, now)
+                    c.publish(delivery, envelope, now)
                 }
-                Await::Complete => Outgoing::Packet(Packet::PubRel(PubRel::new(f.id))),
+                None => Outgoing::Packet(Packet::PubRel(PubRel::new(f.id))),
             };
             c.outbox.push(item);
             if let Some(f) = self.inflight.get_mut(i) {
@@ -954,16 +992,18 @@ impl Session {
     /// (`graceful`): the caller publishes it [MQTT-3.1.2-8, MQTT-3.1.2-10]. Messages sent and not
     /// acknowledged stay in flight, to be sent again on the next attach.
     ///
-    /// With a journal ([`Limits::journal`]), the bodies of queued messages are dropped from
-    /// memory: the store has them, and gives them back when the client returns.
+    /// With a journal ([`Limits::journal`]), the bodies of queued and in-flight messages are
+    /// dropped from memory: the store has them, and gives them back when the client returns.
     pub fn detach(&mut self, graceful: bool) -> Option<Will> {
         let connection = self.connection.take()?;
         if self.limits.journal && self.persistent {
-            for q in &mut self.queue {
-                if let Item::Loaded(d) = &q.item {
-                    q.item = Item::Spilled(d.summary());
+            let spill = |item: &mut Item| {
+                if let Item::Loaded(d) = item {
+                    *item = Item::Spilled(d.summary());
                 }
-            }
+            };
+            self.inflight.iter_mut().for_each(|f| spill(&mut f.item));
+            self.queue.iter_mut().for_each(|q| spill(&mut q.item));
         }
         if graceful { None } else { connection.will }
     }
@@ -1436,7 +1476,7 @@ impl Session {
                 } else {
                     Await::Received
                 },
-                delivery,
+                item: Item::Loaded(delivery),
             });
             publish
         } else {
@@ -1540,16 +1580,19 @@ impl Session {
         let inflight: Vec<_> = self
             .inflight
             .iter()
-            .map(|f| {
-                format!(
+            .map(|f| match &f.item {
+                Item::Loaded(d) => format!(
                     "{}/{}/{:?}/{:?}/{}/{:?}",
                     f.entry,
                     f.id,
                     f.state,
-                    f.delivery.qos,
-                    String::from_utf8_lossy(&f.delivery.publish.payload),
-                    f.delivery.extras
-                )
+                    d.qos,
+                    String::from_utf8_lossy(&d.publish.payload),
+                    d.extras
+                ),
+                Item::Spilled(s) => {
+                    format!("{}/{}/{:?}/{:?}/spilled", f.entry, f.id, f.state, s.qos)
+                }
             })
             .collect();
         let queue: Vec<_> = self

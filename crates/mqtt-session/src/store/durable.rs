@@ -1,6 +1,6 @@
 //! [`DurableStore`]: the embedded durable store, an append-only log with a checksum per
 //! record, group commit, snapshots and compaction (the decision and its measurements are in
-//! `docs/adr/0001-persistence.md`).
+//! `docs/adr/0002-persistence.md`).
 //!
 //! # Files
 //!
@@ -723,61 +723,41 @@ fn set_aside(path: &Path, report: &mut RecoveryReport) {
 /// now; queued ones stay on disk.
 fn recover(shared: &Shared, report: &mut RecoveryReport) -> Recovered {
     let anchor = shared.anchor;
-    let mut g = shared.lock();
+    let g = shared.lock();
     let mut sessions = Vec::new();
-    let mut unreadable = Vec::new();
-    let sids: Vec<u64> = g.state.sessions.keys().copied().collect();
-    for sid in sids {
-        let Some(s) = g.state.sessions.get(&sid).cloned() else {
-            continue;
-        };
+    let summary = |e: &super::state::EntryState| {
+        let size = g.state.messages.get(&e.mid)?.size;
+        Some(Spilled {
+            qos: e.qos,
+            size: usize::try_from(size).unwrap_or(usize::MAX),
+            expires_at: e.expires.map(|w| anchor.instant(w)),
+            shared: e.shared.is_some(),
+        })
+    };
+    for s in g.state.sessions.values() {
         let Ok(client_id) = MqttString::try_from(s.client_id.as_str()) else {
             report.inconsistencies += 1;
             continue;
         };
-        let mut inflight = Vec::new();
-        for &entry in &s.inflight {
-            let Some(e) = s.entries.get(&entry) else {
-                continue;
-            };
-            let loaded = g
-                .state
-                .messages
-                .get(&e.mid)
-                .and_then(|m| g.files.get(&m.loc.file).map(|f| (Arc::clone(f), m.loc)))
-                .and_then(|(file, loc)| read_message(&file, loc));
-            let Some(publish) = loaded else {
-                unreadable.push((sid, entry));
-                continue;
-            };
-            let publish = Arc::new(publish);
-            g.state.set_live(e.mid, &publish);
-            let (id, received) = e
-                .flight
-                .unwrap_or((mqtt_codec::PacketId::from(std::num::NonZeroU16::MIN), false));
-            inflight.push(StoredInflight {
-                entry,
-                id,
-                delivery: delivery(&anchor, publish, e),
-                received,
-            });
-        }
+        let inflight = s
+            .inflight
+            .iter()
+            .filter_map(|&entry| {
+                let e = s.entries.get(&entry)?;
+                let (id, received) = e.flight?;
+                Some(StoredInflight {
+                    entry,
+                    id,
+                    spilled: summary(e)?,
+                    received,
+                })
+            })
+            .collect();
         let queue = s
             .entries
             .iter()
             .filter(|(_, e)| e.flight.is_none())
-            .filter_map(|(&entry, e)| {
-                let size = g.state.messages.get(&e.mid)?.size;
-                Some((
-                    entry,
-                    Spilled {
-                        qos: e.qos,
-                        size: usize::try_from(size).unwrap_or(usize::MAX),
-                        expires_at: e.expires.map(|w| anchor.instant(w)),
-                        shared: e.shared.is_some(),
-                    },
-                ))
-            })
+            .filter_map(|(&entry, e)| Some((entry, summary(e)?)))
             .collect();
         let delayed_will = s.will.as_ref().and_then(|w| {
             let publish = decode_publish(&w.packet)?;
@@ -786,18 +766,17 @@ fn recover(shared: &Shared, report: &mut RecoveryReport) -> Recovered {
         sessions.push(StoredSession {
             client_id,
             expiry_interval: s.expiry,
-            subscriptions: s.subscriptions.into_iter().collect(),
+            subscriptions: s
+                .subscriptions
+                .iter()
+                .map(|(f, d)| (f.clone(), *d))
+                .collect(),
             inflight,
             queue,
-            incoming_qos2: s.incoming.into_iter().collect(),
+            incoming_qos2: s.incoming.iter().copied().collect(),
             detached_at: s.detached_at.map(|w| anchor.instant(w)),
             delayed_will,
         });
-    }
-    report.unreadable = unreadable.len() as u64;
-    for (sid, entry) in unreadable {
-        // Forgotten for good, so that the state and the session agree.
-        push(&mut g, Record::Removed { sid, entry });
     }
     let retained = g
         .state
@@ -1203,7 +1182,9 @@ fn sync_loop(shared: &Shared, compactor: &mpsc::Sender<(u64, State)>) {
         if g.pending.is_empty() && g.stop {
             break;
         }
-        if options.sync == SyncPolicy::Batch && !g.stop {
+        // Writes are gathered for the batch interval (with `never` too: fewer, larger
+        // writes), except with `always`, which syncs each one at once.
+        if options.sync != SyncPolicy::Always && !g.stop {
             drop(g);
             std::thread::sleep(options.batch_interval);
             g = shared.lock();

@@ -65,7 +65,8 @@ pub struct StoredRetained {
 /// What a durable store held when it was opened.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    /// The persistent sessions, detached.
+    /// The persistent sessions, detached; the bodies of their messages stay in the store
+    /// until [`SessionStore::load_queued`].
     pub sessions: Vec<StoredSession>,
     /// The retained messages.
     pub retained: Vec<StoredRetained>,
@@ -85,8 +86,6 @@ pub struct RecoveryReport {
     pub damaged: Vec<String>,
     /// Records that named something the store did not have (after damage).
     pub inconsistencies: u64,
-    /// Messages in flight whose bodies could not be read back (dropped).
-    pub unreadable: u64,
     /// Copies of a client's QoS 2 message whose routing was cut short by the stop (dropped:
     /// the client sends the message again, and it is routed then).
     pub uncommitted: u64,
