@@ -120,7 +120,7 @@ struct Scenario {
     args: fn(f64) -> Vec<String>,
 }
 
-fn words(text: &str) -> Vec<String> {
+pub(crate) fn words(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_owned).collect()
 }
 
@@ -266,7 +266,7 @@ impl Drop for Running {
 }
 
 /// A free loopback port (bound, read, released).
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port")?;
     Ok(listener.local_addr()?.port())
 }
@@ -388,7 +388,7 @@ fn mosquitto_program() -> &'static str {
 }
 
 /// The resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -599,7 +599,7 @@ fn versions(paths: &Paths) -> Vec<(String, String)> {
     ]
 }
 
-fn num(v: &Value, path: &[&str]) -> Option<f64> {
+pub(crate) fn num(v: &Value, path: &[&str]) -> Option<f64> {
     path.iter().try_fold(v, |v, k| v.get(*k))?.as_f64()
 }
 
@@ -629,7 +629,7 @@ fn one_line(measure: Measure, s: &Value) -> String {
     }
 }
 
-fn median(mut values: Vec<f64>) -> Option<f64> {
+pub(crate) fn median(mut values: Vec<f64>) -> Option<f64> {
     values.retain(|v| v.is_finite());
     if values.is_empty() {
         return None;
@@ -823,16 +823,25 @@ fn report(
 
 /// Replaces the text between the e2e markers of `docs/benchmarks.md` (appending them once).
 fn write_section(path: &Path, section: &str) -> Result<()> {
-    const BEGIN: &str = "<!-- e2e:begin (written by cargo xtask bench) -->";
-    const END: &str = "<!-- e2e:end -->";
+    write_marked(
+        path,
+        "<!-- e2e:begin (written by cargo xtask bench) -->",
+        "<!-- e2e:end -->",
+        section,
+    )
+}
+
+/// Replaces the text between the markers `begin` and `end` of the file at `path` (appending
+/// them, with the text, when they are not there yet).
+pub(crate) fn write_marked(path: &Path, begin: &str, end: &str, section: &str) -> Result<()> {
     let text = fs::read_to_string(path).unwrap_or_default();
-    let block = format!("{BEGIN}\n{section}{END}\n");
-    let new = match (text.find(BEGIN), text.find(END)) {
+    let block = format!("{begin}\n{section}{end}\n");
+    let new = match (text.find(begin), text.find(end)) {
         (Some(b), Some(e)) if e > b => {
             format!(
                 "{}{block}{}",
                 &text[..b],
-                text[e + END.len()..].trim_start_matches('\n')
+                text[e + end.len()..].trim_start_matches('\n')
             )
         }
         _ => format!("{}\n{block}", text.trim_end()),

@@ -5,6 +5,8 @@
 //! - `fuzz-seeds`: regenerates that seed corpus from packets built with the codec.
 //! - `bench`: our broker, Mosquitto and rumqttd side by side, driven by `mqtt bench`; the
 //!   results go to `docs/benchmarks.md`.
+//! - `bench-persistence`: our broker's QoS 1 throughput with persistence off and with each
+//!   sync policy, and its restart time on a large store; also into `docs/benchmarks.md`.
 //!
 //! It only orchestrates other tools (`cargo`, `rustup`, `cargo fuzz`, and `apt-get` and `pip` for
 //! the interoperability tests' peers: Mosquitto, its clients, paho-mqtt); the repository rules
@@ -13,6 +15,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod bench_store;
 mod ci;
 mod fuzz;
 mod seeds;
@@ -38,6 +41,12 @@ commands:
                            builds, loopback, `mqtt bench`); writes docs/benchmarks.md (e2e
                            section) and docs/benchmarks-e2e.svg. Options: --rounds N (3),
                            --seconds S per run (5), --only a,b (scenario names), --no-write
+  bench-persistence [options]
+                           our broker's QoS 1 throughput with persistence off, never, batch,
+                           always, and its restart time with a large store (populate_store);
+                           writes docs/benchmarks.md (persistence section). Options: --rounds
+                           N (3), --seconds S (5), --retained N (1000000), --sessions N
+                           (100000), --no-write
   help                     this text";
 
 /// A parsed command line.
@@ -56,6 +65,8 @@ enum Command {
     FuzzSeeds,
     /// `bench [options]`.
     Bench(bench::Options),
+    /// `bench-persistence [options]`.
+    BenchPersistence(bench_store::Options),
     /// `help`, `-h`, `--help`.
     Help,
 }
@@ -68,6 +79,9 @@ impl Command {
             ["ci"] => Ok(Self::Ci),
             ["fuzz-seeds"] => Ok(Self::FuzzSeeds),
             ["bench", rest @ ..] => bench::Options::parse(rest).map(Self::Bench),
+            ["bench-persistence", rest @ ..] => {
+                bench_store::Options::parse(rest).map(Self::BenchPersistence)
+            }
             [] | ["help" | "-h" | "--help"] => Ok(Self::Help),
             ["fuzz", target] => Ok(Self::Fuzz {
                 target: (*target).to_owned(),
@@ -109,6 +123,7 @@ fn main() -> ExitCode {
         Command::Fuzz { target, seconds } => fuzz::run_one(&root, &target, seconds),
         Command::FuzzSeeds => seeds::write_all(&root),
         Command::Bench(options) => bench::run(&root, &options),
+        Command::BenchPersistence(options) => bench_store::run(&root, &options),
         Command::Help => {
             println!("{USAGE}");
             Ok(())
@@ -158,5 +173,10 @@ mod tests {
         assert!(parse("ci extra").is_err());
         assert!(matches!(parse("bench --rounds 1"), Ok(Command::Bench(o)) if o.rounds == 1));
         assert!(parse("bench --rounds").is_err());
+        assert!(matches!(
+            parse("bench-persistence --rounds 1 --retained 10"),
+            Ok(Command::BenchPersistence(o)) if o.rounds == 1 && o.retained == 10
+        ));
+        assert!(parse("bench-persistence --sessions 0").is_err());
     }
 }
