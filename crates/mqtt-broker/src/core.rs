@@ -575,9 +575,20 @@ impl Broker {
             }
         }
         let count = sessions.len();
+        let mut lost_wills = Vec::new();
         for stored in sessions {
             let detached_at = stored.detached_at;
-            let delayed_will = stored.delayed_will.clone();
+            let mut delayed_will = stored.delayed_will.clone();
+            // The connection that was attached when the broker stopped was lost: its will is
+            // due now, or after its delay.
+            let mut lost_will = stored
+                .connection_will
+                .clone()
+                .filter(|_| detached_at.is_none());
+            if let Some(w) = lost_will.take_if(|w| will_delay(w) > 0) {
+                let at = now + Duration::from_secs(u64::from(will_delay(&w)));
+                delayed_will = Some((at, w));
+            }
             let session = Session::from_stored(stored, self.limits);
             let client_id = session.client_id().clone();
             let expiry = session.expiry_interval();
@@ -606,6 +617,14 @@ impl Broker {
                     slot.session.record(Change::Detached { at: now });
                     now
                 });
+                if detached_at.is_none()
+                    && let Some((at, will)) = &slot.delayed_will.as_deref().cloned()
+                {
+                    slot.session.record(Change::DelayedWill {
+                        at: *at,
+                        will: will.clone(),
+                    });
+                }
                 slot.expires_at =
                     (expiry < u32::MAX).then(|| since + Duration::from_secs(u64::from(expiry)));
                 let next = slot.next_deadline();
@@ -617,11 +636,28 @@ impl Broker {
                 index.set_available(key, false);
                 timer
             };
-            self.set_key(key, Some(Arc::clone(&handle)));
-            lock(&self.by_id).insert(client_id, Arc::clone(&handle));
+            {
+                let mut by_id = lock(&self.by_id);
+                self.set_key(key, Some(Arc::clone(&handle)));
+                by_id.insert(client_id, Arc::clone(&handle));
+            }
             if let Some(at) = timer {
                 self.push_timer(at, &handle);
             }
+            if let Some(will) = lost_will {
+                lost_wills.push((handle, will));
+            }
+        }
+        // Published once every session is back, so that every subscriber gets them.
+        let wills = lost_wills.len();
+        for (handle, will) in lost_wills {
+            self.publish_will(will, &handle, now);
+        }
+        if wills > 0 {
+            tracing::info!(
+                wills,
+                "store: wills of the connections lost with the stop published"
+            );
         }
         tracing::info!(
             sessions = count,
@@ -1023,6 +1059,10 @@ impl Broker {
             by_id.remove(&handle.client_id);
         }
         drop(slot);
+        if !persistent {
+            // Under the registry lock, as every change of `by_key` (see `set_key`).
+            self.set_key(handle.key, None);
+        }
         drop(by_id);
         if let Some(at) = timer {
             self.push_timer(at, handle);
@@ -1032,7 +1072,6 @@ impl Broker {
             self.index.write().set_available(handle.key, false);
         } else {
             self.index.write().remove_session(&handle.key);
-            self.set_key(handle.key, None);
             lock(&self.free_keys).push(handle.key);
         }
         self.redeliver_shared(handle, orphans, now, 0);
@@ -1200,13 +1239,15 @@ impl Broker {
                 next = slot.schedule(deadline);
             }
             drop(slot);
+            if ended {
+                self.set_key(handle.key, None);
+            }
             drop(by_id);
             if let Some(at) = next {
                 self.push_timer(at, &handle);
             }
             if ended {
                 self.index.write().remove_session(&handle.key);
-                self.set_key(handle.key, None);
                 lock(&self.free_keys).push(handle.key);
                 self.stats.sessions_expired.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(client_id = %handle.client_id, "session expired");
@@ -1562,21 +1603,17 @@ impl Broker {
             None => {}
             Some(Action::Route(publish)) => {
                 let id = publish.qos.packet_id();
-                let mut held = Vec::new();
                 let routed = match marker {
                     Some(qos2_id) => {
-                        let group = self.store.begin_group();
-                        let routed = self.route(publish, Some(handle), now, 0, Some(&mut held));
-                        let lsn =
-                            self.store
-                                .commit_group(group, handle.client_id.as_str(), qos2_id);
-                        // The copies go out once the commit is durable.
-                        for h in &held {
-                            let mut slot = h.lock();
-                            slot.need = slot.need.max(lsn);
-                            slot.holds = slot.holds.saturating_sub(1);
-                            slot.wake();
-                        }
+                        let mut group = Group {
+                            broker: self,
+                            id: self.store.begin_group(),
+                            held: Vec::new(),
+                            done: false,
+                        };
+                        let routed =
+                            self.route(publish, Some(handle), now, 0, Some(&mut group.held));
+                        group.commit(Some((handle, qos2_id)));
                         routed
                     }
                     None => self.route(publish, Some(handle), now, 0, None),
@@ -1663,6 +1700,11 @@ impl Broker {
         u32::try_from(by_key.len()).unwrap_or(u32::MAX)
     }
 
+    /// Sets the session of `key`. Called only with the registry lock held and no session
+    /// locked: `by_key` is read while sessions are locked (routing holds it across its
+    /// deliveries, `redeliver_shared` takes it with a session locked), and a writer waiting
+    /// for it blocks new readers; with every writer holding the registry lock, a thread that
+    /// holds the registry lock never meets one.
     fn set_key(&self, key: SessionKey, handle: Option<Arc<SessionHandle>>) {
         let mut by_key = self.by_key.write().unwrap_or_else(PoisonError::into_inner);
         let i = key as usize;
@@ -1671,6 +1713,52 @@ impl Broker {
         }
         if let Some(slot) = by_key.get_mut(i) {
             *slot = handle;
+        }
+    }
+}
+
+/// The routing of a client's QoS 2 message, in a routing group of the store
+/// ([`SessionStore::begin_group`]): the sessions that got a copy are held until the group is
+/// committed. Committed (or, should the routing unwind, committed all the same: the copies are
+/// in memory, the store must agree) when dropped.
+struct Group<'a> {
+    broker: &'a Broker,
+    id: u64,
+    held: Vec<Arc<SessionHandle>>,
+    done: bool,
+}
+
+impl Group<'_> {
+    /// Commits the group, under the publisher's lock: with the record of its packet identifier
+    /// if its session still awaits the PUBREL (a takeover with Clean Start may have discarded
+    /// it meanwhile), then lets the copies go once the commit is durable.
+    fn commit(&mut self, publisher: Option<(&SessionHandle, mqtt_codec::PacketId)>) {
+        self.done = true;
+        let store = &self.broker.store;
+        let lsn = match publisher {
+            Some((h, id)) => {
+                let slot = h.lock();
+                let marker = slot
+                    .session
+                    .awaits_release(id)
+                    .then(|| (h.client_id.as_str(), id));
+                store.commit_group(self.id, marker)
+            }
+            None => store.commit_group(self.id, None),
+        };
+        for h in self.held.drain(..) {
+            let mut slot = h.lock();
+            slot.need = slot.need.max(lsn);
+            slot.holds = slot.holds.saturating_sub(1);
+            slot.wake();
+        }
+    }
+}
+
+impl Drop for Group<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.commit(None);
         }
     }
 }

@@ -71,7 +71,9 @@ impl Client {
         );
         // A fresh packet id each time: a QoS 2 id is taken until PUBREL.
         static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
-        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = NEXT
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .max(1);
         p.qos = QosPid::new(qos, PacketId::new(id)).unwrap();
         p.retain = retain;
         self.send(b, Packet::Publish(p));
@@ -610,4 +612,92 @@ fn a_subscribe_racing_a_takeover_stays_with_the_old_connection() {
         b.disconnect(&new.handle, new.generation, true, Instant::now());
     }
     thread.join().unwrap();
+}
+
+/// Routing (which holds the sessions-by-key lock while it locks the receiving sessions),
+/// sessions ending (which change that map) and the hand-over of a shared member's
+/// unacknowledged messages when its session is discarded (which locks the other members with
+/// the leaving one locked), all at once on several threads for a while: every thread must
+/// finish. A smoke test: the deadlock a review found here (a writer of the map waiting between
+/// two readers) needs an interleaving too rare to count on; what rules it out is the lock order
+/// documented on `Broker::set_key` (every writer holds the registry lock).
+#[test]
+fn routing_sessions_ending_and_shared_redelivery_do_not_deadlock() {
+    let b = Arc::new(broker());
+    let stay = connect(&b, "stay", false);
+    stay.subscribe(&b, "$share/g/jobs", QoS::AtLeastOnce);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let mut threads = Vec::new();
+    // Publishers.
+    for _ in 0..2 {
+        let (b, stop, done) = (Arc::clone(&b), Arc::clone(&stop), done_tx.clone());
+        threads.push(std::thread::spawn(move || {
+            let p = connect(&b, "", true);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                p.publish(&b, "jobs", b"j", QoS::AtLeastOnce, false);
+                p.received();
+            }
+            done.send(()).unwrap();
+        }));
+    }
+    // A member that keeps leaving with unacknowledged messages (Clean Session discards its
+    // session: they go to `stay`).
+    {
+        let (b, stop, done) = (Arc::clone(&b), Arc::clone(&stop), done_tx.clone());
+        threads.push(std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let m = connect(&b, "member", false);
+                m.subscribe(&b, "$share/g/jobs", QoS::AtLeastOnce);
+                std::thread::yield_now();
+                let _clean = connect(&b, "member", true);
+            }
+            done.send(()).unwrap();
+        }));
+    }
+    // Clean sessions coming and going (each end changes the sessions-by-key map).
+    {
+        let (b, stop, done) = (Arc::clone(&b), Arc::clone(&stop), done_tx.clone());
+        threads.push(std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let c = connect(&b, "", true);
+                b.disconnect(&c.handle, c.generation, true, Instant::now());
+            }
+            done.send(()).unwrap();
+        }));
+    }
+    // The staying member's messages must not pile up forever: it reads its outbox.
+    {
+        let (b, stop, done) = (Arc::clone(&b), Arc::clone(&stop), done_tx.clone());
+        let handle = Arc::clone(&stay.handle);
+        let generation = stay.generation;
+        threads.push(std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = handle.lock().session.take_outbox();
+                for o in out {
+                    if let Outgoing::Publish { envelope, .. } = o
+                        && let Some(id) = envelope.qos.packet_id()
+                    {
+                        let _ = b.handle_packet(
+                            &handle,
+                            generation,
+                            Packet::PubAck(PubAck::new(id)),
+                            Instant::now(),
+                        );
+                    }
+                }
+            }
+            done.send(()).unwrap();
+        }));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..threads.len() {
+        done_rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("a thread is stuck: deadlock");
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
 }

@@ -192,8 +192,12 @@ pub enum Change {
     IncomingQos2(PacketId),
     /// (QoS 2, from the client) PUBREL released this packet identifier.
     IncomingReleased(PacketId),
-    /// A connection attached.
-    Attached,
+    /// A connection attached, with its will: if the broker stops before the connection ends
+    /// (a crash), the will is published after the restart, as for any connection lost.
+    Attached {
+        /// The connection's will.
+        will: Option<Will>,
+    },
     /// The connection detached at this time (the session's expiry counts from it).
     Detached {
         /// When.
@@ -259,6 +263,9 @@ pub struct StoredSession {
     pub detached_at: Option<Instant>,
     /// (5.0) A will waiting for its delay, and when it is due.
     pub delayed_will: Option<(Instant, Will)>,
+    /// The will of the connection that was attached when the broker stopped without saying so
+    /// (only with `detached_at` `None`): that connection was lost, and its will is due.
+    pub connection_will: Option<Will>,
 }
 
 /// Something to write to the client.
@@ -759,6 +766,11 @@ impl Session {
         self.set_expiry_interval(if persistent { u32::MAX } else { 0 });
     }
 
+    /// (QoS 2, from the client) Whether the packet identifier `id` awaits its PUBREL.
+    pub fn awaits_release(&self, id: PacketId) -> bool {
+        self.incoming_qos2.contains(&id)
+    }
+
     /// Whether a connection is attached.
     pub fn is_attached(&self) -> bool {
         self.connection.is_some()
@@ -911,8 +923,11 @@ impl Session {
             },
             asked_no_expiry: attach.requested_session_expiry == 0,
         };
+        if self.journaling() {
+            let will = connection.will.clone();
+            self.journal.push(Change::Attached { will });
+        }
         self.connection = Some(connection);
-        self.record(Change::Attached);
         // Everything in flight is sent again, in order, as the window allows [MQTT-4.4.0-1,
         // MQTT-3.3.4-9].
         for f in &mut self.inflight {

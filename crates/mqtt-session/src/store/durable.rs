@@ -557,6 +557,8 @@ impl DurableStore {
         }
         report.uncommitted = state.drop_uncommitted();
         state.drop_unreferenced();
+        // Routing groups are never numbered again: a later commit cannot take an old copy.
+        let next_group = state.max_group.saturating_add(1);
         report.inconsistencies = state.inconsistencies;
         let mut files = HashMap::new();
         for id in keep {
@@ -586,7 +588,7 @@ impl DurableStore {
             written_lsn: 0,
             files,
             unwritten: std::collections::VecDeque::new(),
-            next_group: 1,
+            next_group,
             since_snapshot,
             snapshot_len,
             compacting: false,
@@ -604,9 +606,11 @@ impl DurableStore {
             callback: RwLock::new(None),
             _lock: lock,
         });
-        if !report.damaged.is_empty() {
-            // What survived becomes a complete snapshot at once, replacing the damaged files:
-            // the next start must not meet the damage (and set aside what came after) again.
+        if !report.damaged.is_empty() || report.uncommitted > 0 {
+            // What survived becomes a complete snapshot at once, replacing the damaged files
+            // and the copies of uncommitted routings: the next start must not meet the damage
+            // (and set aside what came after) again, nor drop entries that reuse the numbers
+            // of those copies.
             let state = {
                 let mut g = shared.lock();
                 g.since_snapshot = 0;
@@ -763,7 +767,12 @@ fn recover(shared: &Shared, report: &mut RecoveryReport) -> Recovered {
             let publish = decode_publish(&w.packet)?;
             Some((anchor.instant(w.at), record::will_from(publish, w.delay)))
         });
+        let connection_will = s.connection_will.as_ref().and_then(|w| {
+            let publish = decode_publish(&w.packet)?;
+            Some(record::will_from(publish, w.delay))
+        });
         sessions.push(StoredSession {
+            connection_will,
             client_id,
             expiry_interval: s.expiry,
             subscriptions: s
@@ -907,7 +916,22 @@ impl Shared {
             Change::Removed { entry } => Record::Removed { sid, entry },
             Change::IncomingQos2(id) => Record::IncomingQos2 { sid, id, group: 0 },
             Change::IncomingReleased(id) => Record::IncomingReleased { sid, id },
-            Change::Attached => Record::Attached { sid },
+            Change::Attached { will } => match will {
+                Some(will) => {
+                    let mut packet = BytesMut::new();
+                    record::put_publish(&mut packet, &record::will_publish(&will));
+                    Record::Attached {
+                        sid,
+                        will_delay: will.properties.will_delay_interval.unwrap_or(0),
+                        will: packet.freeze(),
+                    }
+                }
+                None => Record::Attached {
+                    sid,
+                    will_delay: 0,
+                    will: Bytes::new(),
+                },
+            },
             Change::Detached { at } => Record::Detached { sid, at: wall(at) },
             Change::DelayedWill { at, will } => {
                 let mut packet = BytesMut::new();
@@ -959,26 +983,25 @@ impl SessionStore for DurableStore {
 
     fn retain(&self, topic: &TopicName, message: Option<&StoredRetained>) -> u64 {
         let mut g = self.shared.throttle(self.shared.lock());
+        // Inside a routing group, the change counts only with the group's commit.
+        let group = GROUP.with(std::cell::Cell::get);
         match message {
             Some(m) => {
                 let expires = m.expires_at.map(|i| self.shared.anchor.wall(i));
                 let n = frame(&mut g.pending, |b| {
-                    record::put_retained(b, &m.publish, m.qos, expires);
+                    record::put_retained(b, &m.publish, m.qos, expires, group);
                 });
                 advance(&mut g, n);
-                g.state.set_retained(Arc::clone(&m.publish), m.qos, expires);
+                g.state
+                    .set_retained(Arc::clone(&m.publish), m.qos, expires, group);
             }
-            None => {
-                if !g.state.retained.contains_key(topic) {
-                    return g.appended;
-                }
-                push(
-                    &mut g,
-                    Record::Unretained {
-                        topic: topic.clone(),
-                    },
-                );
-            }
+            None => push(
+                &mut g,
+                Record::Unretained {
+                    group,
+                    topic: topic.clone(),
+                },
+            ),
         }
         let lsn = g.appended;
         drop(g);
@@ -997,12 +1020,14 @@ impl SessionStore for DurableStore {
         group
     }
 
-    fn commit_group(&self, group: u64, client_id: &str, id: mqtt_codec::PacketId) -> u64 {
+    fn commit_group(&self, group: u64, marker: Option<(&str, mqtt_codec::PacketId)>) -> u64 {
         GROUP.with(|c| c.set(0));
         let mut g = self.shared.lock();
-        match g.state.sids.get(client_id).copied() {
-            Some(sid) => push(&mut g, Record::IncomingQos2 { sid, id, group }),
-            None => g.state.inconsistencies += 1,
+        let sid =
+            marker.and_then(|(client_id, id)| Some((g.state.sids.get(client_id).copied()?, id)));
+        match sid {
+            Some((sid, id)) => push(&mut g, Record::IncomingQos2 { sid, id, group }),
+            None => push(&mut g, Record::GroupCommit { group }),
         }
         let lsn = g.appended;
         drop(g);
@@ -1458,7 +1483,20 @@ fn write_snapshot(shared: &Shared, number: u64, state: &State) -> std::io::Resul
         }
         match s.detached_at {
             Some(at) => put(Record::Detached { sid, at }, &mut buf),
-            None => put(Record::Attached { sid }, &mut buf),
+            None => {
+                let (will_delay, will) = s
+                    .connection_will
+                    .as_ref()
+                    .map_or((0, Bytes::new()), |w| (w.delay, w.packet.clone()));
+                put(
+                    Record::Attached {
+                        sid,
+                        will_delay,
+                        will,
+                    },
+                    &mut buf,
+                );
+            }
         }
         if let Some(w) = &s.will {
             put(
@@ -1477,11 +1515,30 @@ fn write_snapshot(shared: &Shared, number: u64, state: &State) -> std::io::Resul
     }
     for r in state.retained.values() {
         frame(&mut buf, |b| {
-            record::put_retained(b, &r.publish, r.qos, r.expires)
+            record::put_retained(b, &r.publish, r.qos, r.expires, 0)
         });
         records += 1;
         if buf.len() > 1 << 16 {
             offset += emit(&mut out, &mut buf)?;
+        }
+    }
+    // The retained changes of routings not committed yet keep their group: they count only
+    // if the commit (in the log after this snapshot) comes.
+    for (&group, pending) in &state.pending_groups {
+        for change in &pending.retained {
+            match change {
+                super::state::RetainedChange::Set(r) => frame(&mut buf, |b| {
+                    record::put_retained(b, &r.publish, r.qos, r.expires, group)
+                }),
+                super::state::RetainedChange::Clear(topic) => frame(&mut buf, |b| {
+                    Record::Unretained {
+                        group,
+                        topic: topic.clone(),
+                    }
+                    .put(b)
+                }),
+            };
+            records += 1;
         }
     }
     frame(&mut buf, |b| Record::End { records }.put(b));

@@ -120,8 +120,11 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     fn begin_group(&self) -> u64;
 
     /// Ends the group on this thread with the record of the client's QoS 2 packet identifier
-    /// `id`, which commits the group's copies. Returns its sequence number.
-    fn commit_group(&self, group: u64, client_id: &str, id: mqtt_codec::PacketId) -> u64;
+    /// (`marker`: its client identifier and packet identifier), which commits the group's
+    /// copies; without a marker (the client's session no longer awaits the identifier: it was
+    /// discarded meanwhile) a plain commit. Returns the commit's sequence number. Call it under
+    /// the client's session lock, so that nothing of that session comes between.
+    fn commit_group(&self, group: u64, marker: Option<(&str, mqtt_codec::PacketId)>) -> u64;
 
     /// The sequence number of the last record stored.
     fn appended(&self) -> u64;
@@ -174,7 +177,7 @@ impl SessionStore for MemoryStore {
         0
     }
 
-    fn commit_group(&self, _: u64, _: &str, _: mqtt_codec::PacketId) -> u64 {
+    fn commit_group(&self, _: u64, _: Option<(&str, mqtt_codec::PacketId)>) -> u64 {
         0
     }
 

@@ -77,6 +77,7 @@ mod kind {
     pub(super) const RETAINED: u8 = 18;
     pub(super) const UNRETAINED: u8 = 19;
     pub(super) const END: u8 = 20;
+    pub(super) const GROUP_COMMIT: u8 = 21;
 }
 
 /// A queued message's place in a session (the message itself is a [`Record::Message`]).
@@ -154,8 +155,12 @@ pub(crate) enum Record {
         sid: u64,
         id: PacketId,
     },
+    /// A connection attached, with its will (an empty packet: none), published if the broker
+    /// stops before the connection ends.
     Attached {
         sid: u64,
+        will_delay: u32,
+        will: Bytes,
     },
     Detached {
         sid: u64,
@@ -171,12 +176,21 @@ pub(crate) enum Record {
     WillDone {
         sid: u64,
     },
+    /// A retained message stored; with a group (a client's QoS 2 message), only once the group
+    /// commits.
     Retained {
         expires: Option<u64>,
+        group: u64,
         packet: Bytes,
     },
     Unretained {
+        group: u64,
         topic: TopicName,
+    },
+    /// Commits a routing group whose client's session no longer awaits the packet identifier
+    /// (it was discarded meanwhile).
+    GroupCommit {
+        group: u64,
     },
     /// The end of a complete snapshot, with the number of records before it.
     End {
@@ -331,9 +345,16 @@ pub(crate) fn put_message(buf: &mut BytesMut, mid: u64, publish: &Publish) {
 }
 
 /// Writes the body of a retained-message record.
-pub(crate) fn put_retained(buf: &mut BytesMut, publish: &Publish, qos: QoS, expires: Option<u64>) {
+pub(crate) fn put_retained(
+    buf: &mut BytesMut,
+    publish: &Publish,
+    qos: QoS,
+    expires: Option<u64>,
+    group: u64,
+) {
     buf.put_u8(kind::RETAINED);
     put_opt(buf, expires);
+    put_varint(buf, group);
     put_publish_at(buf, publish, qos);
 }
 
@@ -403,7 +424,15 @@ impl Record {
                 sid_only(buf, kind::INCOMING_RELEASED, *sid);
                 put_varint(buf, u64::from(id.get()));
             }
-            Self::Attached { sid } => sid_only(buf, kind::ATTACHED, *sid),
+            Self::Attached {
+                sid,
+                will_delay,
+                will,
+            } => {
+                sid_only(buf, kind::ATTACHED, *sid);
+                put_varint(buf, u64::from(*will_delay));
+                buf.put_slice(will);
+            }
             Self::Detached { sid, at } => {
                 sid_only(buf, kind::DETACHED, *sid);
                 put_varint(buf, *at);
@@ -420,14 +449,24 @@ impl Record {
                 buf.put_slice(packet);
             }
             Self::WillDone { sid } => sid_only(buf, kind::WILL_DONE, *sid),
-            Self::Retained { expires, packet } => {
+            Self::Retained {
+                expires,
+                group,
+                packet,
+            } => {
                 buf.put_u8(kind::RETAINED);
                 put_opt(buf, *expires);
+                put_varint(buf, *group);
                 buf.put_slice(packet);
             }
-            Self::Unretained { topic } => {
+            Self::Unretained { group, topic } => {
                 buf.put_u8(kind::UNRETAINED);
+                put_varint(buf, *group);
                 buf.put_slice(topic.as_str().as_bytes());
+            }
+            Self::GroupCommit { group } => {
+                buf.put_u8(kind::GROUP_COMMIT);
+                put_varint(buf, *group);
             }
             Self::End { records } => {
                 buf.put_u8(kind::END);
@@ -532,7 +571,11 @@ impl Record {
                 sid: r.varint()?,
                 id: r.packet_id()?,
             },
-            kind::ATTACHED => Self::Attached { sid: r.varint()? },
+            kind::ATTACHED => Self::Attached {
+                sid: r.varint()?,
+                will_delay: r.u32()?,
+                will: r.rest(),
+            },
             kind::DETACHED => Self::Detached {
                 sid: r.varint()?,
                 at: r.varint()?,
@@ -546,11 +589,14 @@ impl Record {
             kind::WILL_DONE => Self::WillDone { sid: r.varint()? },
             kind::RETAINED => Self::Retained {
                 expires: r.opt()?,
+                group: r.varint()?,
                 packet: r.rest(),
             },
             kind::UNRETAINED => Self::Unretained {
+                group: r.varint()?,
                 topic: TopicName::from_bytes(r.rest()).map_err(|_| Corrupt)?,
             },
+            kind::GROUP_COMMIT => Self::GroupCommit { group: r.varint()? },
             kind::END => Self::End {
                 records: r.varint()?,
             },
@@ -704,7 +750,16 @@ mod tests {
                 group: 5,
             },
             Record::IncomingReleased { sid: 7, id },
-            Record::Attached { sid: 7 },
+            Record::Attached {
+                sid: 7,
+                will_delay: 3,
+                will: packet.clone(),
+            },
+            Record::Attached {
+                sid: 7,
+                will_delay: 0,
+                will: Bytes::new(),
+            },
             Record::Detached {
                 sid: 7,
                 at: 1_700_000_000_000,
@@ -718,11 +773,14 @@ mod tests {
             Record::WillDone { sid: 7 },
             Record::Retained {
                 expires: Some(99),
+                group: 3,
                 packet,
             },
             Record::Unretained {
+                group: 0,
                 topic: TopicName::from_static("a/b").unwrap(),
             },
+            Record::GroupCommit { group: 3 },
             Record::End { records: 12 },
         ] {
             roundtrip(r);

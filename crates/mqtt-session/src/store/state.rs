@@ -82,6 +82,9 @@ pub(crate) struct SessionState {
     /// When the connection detached (wall-clock milliseconds); `None` while one is attached.
     pub(crate) detached_at: Option<u64>,
     pub(crate) will: Option<WillState>,
+    /// The will of the connection attached (`at` unused), published if the broker stops
+    /// before the connection ends.
+    pub(crate) connection_will: Option<WillState>,
 }
 
 impl SessionState {
@@ -95,8 +98,25 @@ impl SessionState {
             incoming: BTreeSet::new(),
             detached_at: None,
             will: None,
+            connection_will: None,
         }
     }
+}
+
+/// A change to the retained messages that waits for its routing group's commit.
+#[derive(Debug, Clone)]
+pub(crate) enum RetainedChange {
+    Set(RetainedState),
+    Clear(TopicName),
+}
+
+/// What a routing group made, until it commits.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PendingGroup {
+    /// Copies queued: (session, entry).
+    pub(crate) copies: Vec<(u64, u64)>,
+    /// Retained messages stored or cleared, in order (applied at the commit).
+    pub(crate) retained: Vec<RetainedChange>,
 }
 
 /// A retained message.
@@ -122,9 +142,11 @@ pub(crate) struct State {
     pub(crate) next_mid: u64,
     /// Records that named something that does not exist (a damaged store, or a bug).
     pub(crate) inconsistencies: u64,
-    /// Copies made by the routing of a client's QoS 2 message, by routing, until its
-    /// identifier record commits them: (session, entry).
-    pub(crate) pending_groups: HashMap<u64, Vec<(u64, u64)>>,
+    /// What the routing of a client's QoS 2 message made, by routing, until its identifier
+    /// record commits it.
+    pub(crate) pending_groups: HashMap<u64, PendingGroup>,
+    /// The highest routing group seen.
+    pub(crate) max_group: u64,
 }
 
 /// The address a message is known by.
@@ -158,16 +180,19 @@ impl State {
     }
 
     /// A retained message whose body is in memory (as the running store writes it).
-    pub(crate) fn set_retained(&mut self, publish: Arc<Publish>, qos: QoS, expires: Option<u64>) {
-        let topic = publish.topic.clone();
-        self.retained.insert(
-            topic,
-            RetainedState {
-                publish,
-                qos,
-                expires,
-            },
-        );
+    pub(crate) fn set_retained(
+        &mut self,
+        publish: Arc<Publish>,
+        qos: QoS,
+        expires: Option<u64>,
+        group: u64,
+    ) {
+        let r = RetainedState {
+            publish,
+            qos,
+            expires,
+        };
+        self.change_retained(RetainedChange::Set(r), group);
     }
 
     /// Drops the copies of routings that were never committed (the broker stopped between a
@@ -175,8 +200,11 @@ impl State {
     /// and it is routed then); returns how many.
     pub(crate) fn drop_uncommitted(&mut self) -> u64 {
         let mut dropped = 0;
-        let groups: Vec<Vec<(u64, u64)>> = self.pending_groups.drain().map(|(_, v)| v).collect();
-        for (sid, entry) in groups.into_iter().flatten() {
+        let groups: Vec<PendingGroup> = self.pending_groups.drain().map(|(_, v)| v).collect();
+        for group in &groups {
+            dropped += group.retained.len() as u64;
+        }
+        for (sid, entry) in groups.into_iter().flat_map(|g| g.copies) {
             let Some(s) = self.sessions.get_mut(&sid) else {
                 continue;
             };
@@ -196,8 +224,39 @@ impl State {
     pub(crate) fn uncommitted(&self) -> HashMap<(u64, u64), u64> {
         self.pending_groups
             .iter()
-            .flat_map(|(&g, copies)| copies.iter().map(move |&c| (c, g)))
+            .flat_map(|(&g, p)| p.copies.iter().map(move |&c| (c, g)))
             .collect()
+    }
+
+    /// A retained message stored (`Some`) or cleared, in a routing group or not.
+    pub(crate) fn change_retained(&mut self, change: RetainedChange, group: u64) {
+        if group != 0 {
+            self.max_group = self.max_group.max(group);
+            self.pending_groups
+                .entry(group)
+                .or_default()
+                .retained
+                .push(change);
+            return;
+        }
+        match change {
+            RetainedChange::Set(r) => {
+                self.retained.insert(r.publish.topic.clone(), r);
+            }
+            RetainedChange::Clear(topic) => {
+                self.retained.remove(&topic);
+            }
+        }
+    }
+
+    /// Commits a routing group: its copies count, its retained changes apply.
+    fn commit(&mut self, group: u64) {
+        self.max_group = self.max_group.max(group);
+        if let Some(p) = self.pending_groups.remove(&group) {
+            for change in p.retained {
+                self.change_retained(change, 0);
+            }
+        }
     }
 
     /// Forgets the messages no entry references (after loading: the log may hold messages
@@ -320,9 +379,11 @@ impl State {
                     return false;
                 }
                 if q.group != 0 {
+                    self.max_group = self.max_group.max(q.group);
                     self.pending_groups
                         .entry(q.group)
                         .or_default()
+                        .copies
                         .push((q.sid, q.entry));
                 }
                 let entry = EntryState {
@@ -380,7 +441,7 @@ impl State {
             }
             Record::IncomingQos2 { sid, id, group } => {
                 if group != 0 {
-                    self.pending_groups.remove(&group);
+                    self.commit(group);
                 }
                 match self.session(sid) {
                     Some(s) => {
@@ -395,12 +456,26 @@ impl State {
                 }
                 None => return false,
             },
-            Record::Attached { sid } => match self.session(sid) {
-                Some(s) => s.detached_at = None,
+            Record::Attached {
+                sid,
+                will_delay,
+                will,
+            } => match self.session(sid) {
+                Some(s) => {
+                    s.detached_at = None;
+                    s.connection_will = (!will.is_empty()).then_some(WillState {
+                        at: 0,
+                        delay: will_delay,
+                        packet: will,
+                    });
+                }
                 None => return false,
             },
             Record::Detached { sid, at } => match self.session(sid) {
-                Some(s) => s.detached_at = Some(at),
+                Some(s) => {
+                    s.detached_at = Some(at);
+                    s.connection_will = None;
+                }
                 None => return false,
             },
             Record::DelayedWill {
@@ -416,16 +491,21 @@ impl State {
                 Some(s) => s.will = None,
                 None => return false,
             },
-            Record::Retained { expires, packet } => {
+            Record::Retained {
+                expires,
+                group,
+                packet,
+            } => {
                 let Some(publish) = decode_publish(&packet) else {
                     return false;
                 };
                 let qos = publish.qos.qos();
-                self.set_retained(Arc::new(publish), qos, expires);
+                self.set_retained(Arc::new(publish), qos, expires, group);
             }
-            Record::Unretained { topic } => {
-                self.retained.remove(&topic);
+            Record::Unretained { group, topic } => {
+                self.change_retained(RetainedChange::Clear(topic), group);
             }
+            Record::GroupCommit { group } => self.commit(group),
             Record::End { .. } => {}
         }
         true
