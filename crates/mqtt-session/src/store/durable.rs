@@ -369,6 +369,9 @@ fn read_file(path: &Path, id: FileId, state: &mut State) -> std::io::Result<File
         let Ok(rec) = Record::decode(Bytes::from(body)) else {
             return Ok(read);
         };
+        if !rec.packets_decode() {
+            return Ok(read);
+        }
         let loc = Location {
             file: id,
             offset,

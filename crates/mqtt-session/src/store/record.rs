@@ -475,6 +475,20 @@ impl Record {
         }
     }
 
+    /// Whether the packets the record carries (a message, a will, a retained message) decode:
+    /// a record whose checksum matches but whose packet does not is damage all the same (and
+    /// the valid prefix ends before it), so that nothing loaded refers to a message that cannot
+    /// be read back.
+    pub(crate) fn packets_decode(&self) -> bool {
+        match self {
+            Self::Message { packet, .. }
+            | Self::DelayedWill { packet, .. }
+            | Self::Retained { packet, .. } => decode_publish(packet).is_some(),
+            Self::Attached { will, .. } => will.is_empty() || decode_publish(will).is_some(),
+            _ => true,
+        }
+    }
+
     /// Decodes a record's body (its checksum already checked). `body` is a buffer of its own:
     /// the packets and strings of the record are slices of it.
     pub(crate) fn decode(body: Bytes) -> Result<Self, Corrupt> {
