@@ -146,3 +146,56 @@ fn usage_errors_exit_2() {
     let (code, _, _) = run(broker().arg("--no-such-flag"));
     assert_eq!(code, 2);
 }
+
+#[test]
+fn persistence_flags_set_their_keys() {
+    let (code, out, err) = run(broker().args([
+        "--persistence",
+        "--data-dir",
+        "/tmp/somewhere",
+        "--sync",
+        "always",
+        "--print-config",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let config: Config = toml::from_str(&out).expect("valid TOML");
+    assert!(config.persistence);
+    assert_eq!(config.data_dir, "/tmp/somewhere");
+    assert_eq!(config.sync, mqtt_session::store::SyncPolicy::Always);
+    // Without the flags: off, batch, the default directory.
+    let (_, out, _) = run(broker().arg("--print-config"));
+    let config: Config = toml::from_str(&out).expect("valid TOML");
+    assert!(!config.persistence);
+    assert_eq!(config.sync, mqtt_session::store::SyncPolicy::Batch);
+}
+
+#[test]
+fn an_unknown_sync_policy_exits_2_naming_the_key() {
+    let (code, _, err) = run(broker().args(["--sync", "sometimes"]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("`sync`") && err.contains("always, batch or never"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_data_directory_in_use_exits_1_saying_so() {
+    let dir = std::env::temp_dir().join(format!("mqtt-broker-cli-lock-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // Holding the store open as a broker would.
+    let (store, _) = mqtt_session::store::DurableStore::open(
+        &dir,
+        mqtt_session::store::StoreOptions::default(),
+        std::time::Instant::now(),
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    let (code, _, err) = run(broker()
+        .args(["-p", "0", "--persistence", "--data-dir"])
+        .arg(&dir));
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("in use by another process"), "{err}");
+}
