@@ -227,24 +227,29 @@ struct Paths {
     rumqttd: PathBuf,
 }
 
-/// A broker process on a loopback port.
-struct Running {
-    child: Child,
-    port: u16,
+/// A broker process on a loopback port (killed when dropped).
+pub(crate) struct Running {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
 }
 
 impl Running {
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// SIGTERM, then SIGKILL after 5 s.
-    fn stop(mut self) {
+    fn stop(self) {
+        self.stop_within(Duration::from_secs(5));
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    pub(crate) fn stop_within(mut self, grace: Duration) {
         let _ = Command::new("kill")
             .arg(self.pid().to_string())
             .stderr(Stdio::null())
             .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
                 return;

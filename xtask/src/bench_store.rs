@@ -17,13 +17,13 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::bench::{free_port, median, num, rss_kib, words, write_marked};
+use crate::bench::{Running, free_port, median, num, rss_kib, words, write_marked};
 use crate::tools;
 
 /// The options of `cargo xtask bench-persistence`.
@@ -107,98 +107,69 @@ impl Mode {
 }
 
 /// Our broker with the benchmark settings of `cargo xtask bench`, persistence as `mode` says.
-struct Broker {
-    child: Child,
-    port: u16,
+fn spawn(binary: &Path, work: &Path, mode: Mode, data: &Path, log: &Path) -> Result<Running> {
+    let port = free_port()?;
+    let mut c = Command::new(binary);
+    c.args(["--bind", "127.0.0.1", "-p", &port.to_string()]);
+    for setting in [
+        "max_inflight=100",
+        "max_queued_messages=100000",
+        "max_queued_bytes=1073741824",
+        "sys_interval_secs=0",
+        "max_connections=30000",
+    ] {
+        c.args(["--set", setting]);
+    }
+    if mode != Mode::Off {
+        c.arg("--persistence")
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--sync", mode.name()]);
+    }
+    let log = fs::File::create(log)?;
+    let child = c
+        .current_dir(work)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start mqtt-broker")?;
+    Ok(Running { child, port })
 }
 
-impl Broker {
-    fn spawn(binary: &Path, work: &Path, mode: Mode, data: &Path, log: &Path) -> Result<Self> {
-        let port = free_port()?;
-        let mut c = Command::new(binary);
-        c.args(["--bind", "127.0.0.1", "-p", &port.to_string()]);
-        for setting in [
-            "max_inflight=100",
-            "max_queued_messages=100000",
-            "max_queued_bytes=1073741824",
-            "sys_interval_secs=0",
-            "max_connections=30000",
-        ] {
-            c.args(["--set", setting]);
+/// Waits for a CONNACK to a new client; returns how long it took from `since`.
+fn wait_connack(broker: &mut Running, since: Instant, limit: Duration) -> Result<Duration> {
+    // CONNECT, MQTT 3.1.1, clean session, keep alive 10 s, client id "probe".
+    const CONNECT: [u8; 19] = [
+        0x10, 17, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 10, 0, 5, b'p', b'r', b'o', b'b', b'e',
+    ];
+    let deadline = since + limit;
+    loop {
+        if let Ok(Some(status)) = broker.child.try_wait() {
+            bail!("the broker exited ({status})");
         }
-        if mode != Mode::Off {
-            c.arg("--persistence")
-                .arg("--data-dir")
-                .arg(data)
-                .args(["--sync", mode.name()]);
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", broker.port)) {
+            stream.set_read_timeout(Some(deadline.saturating_duration_since(Instant::now())))?;
+            stream.write_all(&CONNECT)?;
+            let mut connack = [0u8; 4];
+            stream
+                .read_exact(&mut connack)
+                .context("no CONNACK in time")?;
+            if connack != [0x20, 2, 0, 0] {
+                bail!("unexpected CONNACK {connack:?}");
+            }
+            return Ok(since.elapsed());
         }
-        let log = fs::File::create(log)?;
-        let child = c
-            .current_dir(work)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("cannot start mqtt-broker")?;
-        Ok(Self { child, port })
-    }
-
-    /// Waits for a CONNACK to a new client; returns how long it took from `since`.
-    fn wait_connack(&mut self, since: Instant, limit: Duration) -> Result<Duration> {
-        // CONNECT, MQTT 3.1.1, clean session, keep alive 10 s, client id "probe".
-        const CONNECT: [u8; 19] = [
-            0x10, 17, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 10, 0, 5, b'p', b'r', b'o', b'b', b'e',
-        ];
-        let deadline = since + limit;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                bail!("the broker exited ({status})");
-            }
-            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
-                stream
-                    .set_read_timeout(Some(deadline.saturating_duration_since(Instant::now())))?;
-                stream.write_all(&CONNECT)?;
-                let mut connack = [0u8; 4];
-                stream
-                    .read_exact(&mut connack)
-                    .context("no CONNACK in time")?;
-                if connack != [0x20, 2, 0, 0] {
-                    bail!("unexpected CONNACK {connack:?}");
-                }
-                return Ok(since.elapsed());
-            }
-            if Instant::now() > deadline {
-                bail!("the broker did not listen within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        if Instant::now() > deadline {
+            bail!("the broker did not listen within {limit:?}");
         }
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+/// How long a broker with persistence may take to stop (it writes out what it holds).
+const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// The QoS 1 run: `mqtt bench fanin` with persistent sessions.
 fn throughput_args(seconds: f64, port: u16) -> Vec<String> {
@@ -261,10 +232,10 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
             serial += 1;
             let data = work.join(format!("data-{serial}"));
             let log = work.join(format!("logs/{}-{serial}.log", mode.name()));
-            let mut b = Broker::spawn(&broker, &work, mode, &data, &log)?;
-            b.wait_connack(Instant::now(), Duration::from_secs(30))?;
+            let mut b = spawn(&broker, &work, mode, &data, &log)?;
+            wait_connack(&mut b, Instant::now(), Duration::from_secs(30))?;
             let summary = run_throughput(&mqtt, options.seconds, b.port);
-            b.stop();
+            b.stop_within(STOP_GRACE);
             let summary = summary?;
             let rate = num(&summary, &["receive_rate"]).unwrap_or(0.0);
             let lost = num(&summary, &["delivery", "lost"]).unwrap_or(f64::NAN);
@@ -304,10 +275,10 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
     for i in 0..3 {
         let log = work.join(format!("logs/restart-{i}.log"));
         let started = Instant::now();
-        let mut b = Broker::spawn(&broker, &work, Mode::Batch, &data, &log)?;
-        let took = b.wait_connack(started, Duration::from_secs(120))?;
-        let rss = rss_kib(b.child.id());
-        b.stop();
+        let mut b = spawn(&broker, &work, Mode::Batch, &data, &log)?;
+        let took = wait_connack(&mut b, started, Duration::from_secs(120))?;
+        let rss = rss_kib(b.pid());
+        b.stop_within(STOP_GRACE);
         let loaded = fs::read_to_string(&log)
             .unwrap_or_default()
             .lines()

@@ -201,11 +201,17 @@ async fn collect(mut events: Events, received: Arc<Mutex<Received>>, fresh: bool
 
 /// A subscriber that stays connected (reconnecting by itself after each kill).
 async fn steady(port: u16, id: &str, qos: QoS) -> (Client, Arc<Mutex<Received>>) {
+    let received = Arc::new(Mutex::new(Received::default()));
+    let client = subscribed(port, id, qos, &received).await;
+    (client, received)
+}
+
+/// A new client, subscribed to the numbered messages, its events read into `received`.
+async fn subscribed(port: u16, id: &str, qos: QoS, received: &Arc<Mutex<Received>>) -> Client {
     let (client, events) = Client::connect(options(port, id)).await.unwrap();
     client.subscribe([("crash/m/#", qos)]).await.unwrap();
-    let received = Arc::new(Mutex::new(Received::default()));
-    tokio::spawn(collect(events, Arc::clone(&received), true));
-    (client, received)
+    tokio::spawn(collect(events, Arc::clone(received), true));
+    client
 }
 
 /// A TCP proxy in front of the broker whose network can be cut: while it is down, its
@@ -269,10 +275,8 @@ async fn flaky(
 ) -> Client {
     let mut rng = Rng(seed);
     let link = Link::new(broker_port).await;
-    let (client, events) = Client::connect(options(link.port, id)).await.unwrap();
-    client.subscribe([("crash/m/#", qos)]).await.unwrap();
+    let client = self::subscribed(link.port, id, qos, &received).await;
     let _ = subscribed.send(());
-    tokio::spawn(collect(events, Arc::clone(&received), true));
     while !stop.load(Ordering::Acquire) {
         tokio::time::sleep(rng.millis(100, 600)).await;
         link.set_up(false);
@@ -299,11 +303,8 @@ async fn intermittent(
     subscribed: tokio::sync::oneshot::Sender<()>,
 ) -> Client {
     let mut rng = Rng(seed);
-    let (client, events) = Client::connect(options(port, &id)).await.unwrap();
-    client.subscribe([("crash/m/#", qos)]).await.unwrap();
+    let mut client = self::subscribed(port, &id, qos, &received).await;
     let _ = subscribed.send(());
-    tokio::spawn(collect(events, Arc::clone(&received), true));
-    let mut client = client;
     loop {
         tokio::time::sleep(rng.millis(100, 600)).await;
         // Leaving may fail while the broker is down: the session stays all the same.

@@ -83,6 +83,14 @@ fn subscribe(b: &Broker, c: &Connected, filter: &str, qos: QoS, now: Instant) {
     outbox(c);
 }
 
+/// A persistent session subscribed to `filter` whose client has left.
+fn offline_subscriber(b: &Broker, id: &str, filter: &str, qos: QoS, now: Instant) -> Connected {
+    let s = connect(b, id, false, now);
+    subscribe(b, &s, filter, qos, now);
+    b.disconnect(&s.handle, s.generation, true, now);
+    s
+}
+
 fn publish(topic: &str, payload: &str, qos: QoS, id: u16) -> Publish {
     let mut p = Publish::new(
         TopicName::try_from(topic).unwrap(),
@@ -127,9 +135,7 @@ fn sessions_queues_subscriptions_and_retained_messages_survive_a_restart() {
     let now = clock.at(0);
     {
         let b = open(dir.path(), clock, now);
-        let s = connect(&b, "sub", false, now);
-        subscribe(&b, &s, "a/#", QoS::ExactlyOnce, now);
-        b.disconnect(&s.handle, s.generation, true, now);
+        let s = offline_subscriber(&b, "sub", "a/#", QoS::ExactlyOnce, now);
         let p = connect(&b, "pub", true, now);
         for (i, qos) in [QoS::AtLeastOnce, QoS::ExactlyOnce, QoS::AtMostOnce]
             .into_iter()
@@ -228,9 +234,7 @@ fn a_received_qos2_message_is_not_routed_twice_across_a_restart() {
     let now = clock.at(0);
     {
         let b = open(dir.path(), clock, now);
-        let s = connect(&b, "sub", false, now);
-        subscribe(&b, &s, "t", QoS::AtLeastOnce, now);
-        b.disconnect(&s.handle, s.generation, true, now);
+        offline_subscriber(&b, "sub", "t", QoS::AtLeastOnce, now);
         let p = connect(&b, "pub", false, now);
         send(&b, &p, publish("t", "once", QoS::ExactlyOnce, 7), now);
         assert!(
@@ -325,9 +329,7 @@ fn clean_start_and_expiry_zero_forget_the_stored_session() {
     let now = clock.at(0);
     {
         let b = open(dir.path(), clock, now);
-        let s = connect(&b, "a", false, now);
-        subscribe(&b, &s, "t", QoS::AtLeastOnce, now);
-        b.disconnect(&s.handle, s.generation, true, now);
+        offline_subscriber(&b, "a", "t", QoS::AtLeastOnce, now);
         let again = connect(&b, "a", true, now);
         b.disconnect(&again.handle, again.generation, true, now);
         let mut c = connect_packet("b", true, ProtocolVersion::V5);
@@ -448,9 +450,7 @@ fn a_torn_log_is_cut_at_its_last_valid_record() {
     let now = clock.at(0);
     {
         let b = open(dir.path(), clock, now);
-        let s = connect(&b, "sub", false, now);
-        subscribe(&b, &s, "t", QoS::AtLeastOnce, now);
-        b.disconnect(&s.handle, s.generation, true, now);
+        offline_subscriber(&b, "sub", "t", QoS::AtLeastOnce, now);
     }
     let log = std::fs::read_dir(dir.path())
         .unwrap()
@@ -542,9 +542,7 @@ fn a_qos2_message_is_routed_once_whatever_a_crash_keeps_of_its_routing() {
         let now = clock.at(0);
         {
             let b = open(dir.path(), clock, now);
-            let s = connect(&b, "sub", false, now);
-            subscribe(&b, &s, "t", QoS::ExactlyOnce, now);
-            b.disconnect(&s.handle, s.generation, true, now);
+            offline_subscriber(&b, "sub", "t", QoS::ExactlyOnce, now);
             let p = connect(&b, "pub", false, now);
             send(&b, &p, publish("t", "once", QoS::ExactlyOnce, 7), now);
             // The broker stops here, as in a crash: no PUBREL, no DISCONNECT.
@@ -587,9 +585,7 @@ fn a_cut_routing_is_forgotten_for_good() {
     let now = clock.at(0);
     {
         let b = open(dir.path(), clock, now);
-        let s = connect(&b, "sub", false, now);
-        subscribe(&b, &s, "t", QoS::ExactlyOnce, now);
-        b.disconnect(&s.handle, s.generation, true, now);
+        offline_subscriber(&b, "sub", "t", QoS::ExactlyOnce, now);
         let p = connect(&b, "pub", false, now);
         send(&b, &p, publish("t", "cut", QoS::ExactlyOnce, 7), now);
     }
@@ -626,9 +622,7 @@ fn a_clean_takeover_during_a_routing_leaves_no_stale_identifier() {
     let now = clock.at(0);
     {
         let b = open(dir.path(), clock, now);
-        let s = connect(&b, "sub", false, now);
-        subscribe(&b, &s, "t", QoS::ExactlyOnce, now);
-        b.disconnect(&s.handle, s.generation, true, now);
+        let s = offline_subscriber(&b, "sub", "t", QoS::ExactlyOnce, now);
         let p = connect_v5(&b, "pub", false, 3600, now);
         std::thread::scope(|t| {
             // The routing waits for the subscriber's lock, held here.
@@ -666,9 +660,7 @@ fn the_will_of_a_connection_lost_with_a_crash_is_published_after_the_restart() {
         let now = clock.at(0);
         {
             let b = open(dir.path(), clock, now);
-            let w = connect(&b, "watcher", false, now);
-            subscribe(&b, &w, "status/#", QoS::AtLeastOnce, now);
-            b.disconnect(&w.handle, w.generation, true, now);
+            offline_subscriber(&b, "watcher", "status/#", QoS::AtLeastOnce, now);
             let mut c = connect_packet("device", false, ProtocolVersion::V5);
             c.properties.session_expiry_interval = Some(3600);
             let mut will = Will {

@@ -22,23 +22,21 @@ use mqtt_session::store::{DurableStore, SessionStore, StoreOptions, StoredRetain
 use mqtt_session::{Attach, Change, Delivery, Limits, Session};
 use mqtt_topic::{MqttString, SubscriptionData};
 
-fn options(sync: SyncPolicy) -> StoreOptions {
-    StoreOptions {
-        sync,
+/// A store with `sync = never` in a new directory.
+fn open_store(dir: &std::path::Path) -> DurableStore {
+    let options = StoreOptions {
+        sync: SyncPolicy::Never,
         ..StoreOptions::default()
-    }
+    };
+    DurableStore::open(dir, options, Instant::now(), SystemTime::now())
+        .unwrap()
+        .0
 }
 
 fn journal(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let now = Instant::now();
-    let (store, _) = DurableStore::open(
-        dir.path(),
-        options(SyncPolicy::Never),
-        now,
-        SystemTime::now(),
-    )
-    .unwrap();
+    let store = open_store(dir.path());
     let limits = Limits {
         journal: true,
         max_inflight: 100,
@@ -80,13 +78,7 @@ fn journal(c: &mut Criterion) {
 fn filled(sessions: u64, retained: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let now = Instant::now();
-    let (store, _) = DurableStore::open(
-        dir.path(),
-        options(SyncPolicy::Never),
-        now,
-        SystemTime::now(),
-    )
-    .unwrap();
+    let store = open_store(dir.path());
     let limits = Limits {
         journal: true,
         ..Limits::default()
@@ -137,7 +129,10 @@ fn load(c: &mut Criterion) {
         b.iter(|| {
             let (store, recovered) = DurableStore::open(
                 dir.path(),
-                options(SyncPolicy::Never),
+                StoreOptions {
+                    sync: SyncPolicy::Never,
+                    ..StoreOptions::default()
+                },
                 Instant::now(),
                 SystemTime::now(),
             )

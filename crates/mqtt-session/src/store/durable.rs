@@ -240,6 +240,27 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Nudges the sync thread and waits, at most `limit`, while `waiting` holds (or until the
+    /// store stops).
+    fn wait_while<'a>(
+        &'a self,
+        mut g: MutexGuard<'a, Inner>,
+        limit: Duration,
+        waiting: impl Fn(&Inner) -> bool,
+    ) -> MutexGuard<'a, Inner> {
+        // No deadline for a limit beyond what an instant can hold.
+        let deadline = Instant::now().checked_add(limit);
+        while waiting(&g) && !g.stop && deadline.is_none_or(|d| Instant::now() < d) {
+            self.work.notify_one();
+            g = self
+                .progress
+                .wait_timeout(g, Duration::from_millis(20))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        g
+    }
 }
 
 /// The embedded durable store (see the module documentation).
@@ -701,16 +722,10 @@ impl DurableStore {
     pub fn compact_now(&self) {
         let mut g = self.shared.lock();
         g.force = true;
-        self.shared.work.notify_one();
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while (g.force || g.compacting) && !g.stop && Instant::now() < deadline {
-            g = self
-                .shared
-                .progress
-                .wait_timeout(g, Duration::from_millis(20))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        drop(
+            self.shared
+                .wait_while(g, Duration::from_secs(300), |g| g.force || g.compacting),
+        );
     }
 }
 
@@ -952,16 +967,8 @@ impl Shared {
     }
 
     /// Waits while more than [`MAX_PENDING`] bytes wait for the disk.
-    fn throttle<'a>(&'a self, mut g: MutexGuard<'a, Inner>) -> MutexGuard<'a, Inner> {
-        while g.pending.len() > MAX_PENDING && !g.stop {
-            self.work.notify_one();
-            g = self
-                .progress
-                .wait_timeout(g, Duration::from_millis(50))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        g
+    fn throttle<'a>(&'a self, g: MutexGuard<'a, Inner>) -> MutexGuard<'a, Inner> {
+        self.wait_while(g, Duration::MAX, |g| g.pending.len() > MAX_PENDING)
     }
 }
 
@@ -1114,18 +1121,11 @@ impl SessionStore for DurableStore {
     }
 
     fn flush(&self) {
-        let mut g = self.shared.lock();
+        let g = self.shared.lock();
         let target = g.appended;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while g.written_lsn < target && Instant::now() < deadline {
-            self.shared.work.notify_one();
-            g = self
-                .shared
-                .progress
-                .wait_timeout(g, Duration::from_millis(20))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        let g = self
+            .shared
+            .wait_while(g, Duration::from_secs(30), |g| g.written_lsn < target);
         if g.written_lsn < target {
             tracing::error!(
                 dir = %self.shared.dir.display(),

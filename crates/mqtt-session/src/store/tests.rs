@@ -610,6 +610,26 @@ fn an_unwritten_message_loads_from_memory() {
     );
 }
 
+/// A routing of `m` to `s` on another thread, cut before its commit.
+fn cut_routing(store: &DurableStore, s: &mut Session, m: Arc<Publish>, now: Instant) {
+    std::thread::scope(|t| {
+        t.spawn(|| {
+            store.begin_group();
+            s.deliver(Delivery::new(m, QoS::ExactlyOnce, false), now);
+            store.record("c1", s.take_changes());
+        });
+    });
+}
+
+/// The session of c1 among what a store gave back.
+fn c1(recovered: Recovered) -> crate::StoredSession {
+    recovered
+        .sessions
+        .into_iter()
+        .find(|s| s.client_id.as_str() == "c1")
+        .unwrap()
+}
+
 fn qos1_message(payload: &str) -> Arc<Publish> {
     let mut p = Publish::new(
         TopicName::from_static("a/x").unwrap(),
@@ -624,11 +644,7 @@ fn qos1_message(payload: &str) -> Arc<Publish> {
 fn c1_payloads(dir: &Path, now: Instant) -> (Vec<String>, u64) {
     let (store, recovered) = open(dir, now);
     let uncommitted = recovered.report.uncommitted;
-    let stored = recovered
-        .sessions
-        .into_iter()
-        .find(|s| s.client_id.as_str() == "c1")
-        .unwrap();
+    let stored = c1(recovered);
     let mut s = Session::from_stored(
         stored,
         Limits {
@@ -663,26 +679,15 @@ fn dropped_copies_stay_dropped_across_later_restarts() {
         let mut publisher = Session::new(MqttString::try_from("p").unwrap(), true, limits());
         store.record("p", publisher.take_changes());
         let mut s = offline_subscriber(&store, now);
-        // A routing on another thread, cut before its commit.
-        std::thread::scope(|t| {
-            t.spawn(|| {
-                store.begin_group();
-                let mut m = Publish::new(TopicName::from_static("a/x").unwrap(), "cut");
-                m.qos = QosPid::ExactlyOnce(PacketId::new(1).unwrap());
-                s.deliver(Delivery::new(Arc::new(m), QoS::ExactlyOnce, false), now);
-                store.record("c1", s.take_changes());
-            });
-        });
+        let mut m = Publish::new(TopicName::from_static("a/x").unwrap(), "cut");
+        m.qos = QosPid::ExactlyOnce(PacketId::new(1).unwrap());
+        cut_routing(&store, &mut s, Arc::new(m), now);
         store.flush();
     }
     {
         let (store, recovered) = open(dir.path(), now);
         assert_eq!(recovered.report.uncommitted, 1);
-        let stored = recovered
-            .sessions
-            .into_iter()
-            .find(|s| s.client_id.as_str() == "c1")
-            .unwrap();
+        let stored = c1(recovered);
         assert!(stored.queue.is_empty());
         let mut s = Session::from_stored(stored, limits());
         s.deliver(
@@ -717,13 +722,7 @@ fn a_new_routing_cannot_commit_an_old_copy() {
             now,
         );
         store.record("c1", s.take_changes());
-        std::thread::scope(|t| {
-            t.spawn(|| {
-                store.begin_group();
-                s.deliver(Delivery::new(Arc::clone(&m), QoS::ExactlyOnce, false), now);
-                store.record("c1", s.take_changes());
-            });
-        });
+        cut_routing(&store, &mut s, Arc::clone(&m), now);
         s.deliver(
             Delivery::new(qos1_message("M3"), QoS::AtLeastOnce, false),
             now,
@@ -734,11 +733,7 @@ fn a_new_routing_cannot_commit_an_old_copy() {
     {
         let (store, recovered) = open(dir.path(), now);
         assert_eq!(recovered.report.uncommitted, 1);
-        let stored = recovered
-            .sessions
-            .into_iter()
-            .find(|s| s.client_id.as_str() == "c1")
-            .unwrap();
+        let stored = c1(recovered);
         let mut s = Session::from_stored(stored, limits());
         // The publisher sends the message again: routed and committed this time.
         let group = store.begin_group();
