@@ -114,6 +114,9 @@ pub struct SessionHandle {
     slot: Mutex<Slot>,
     /// Where the session's changes are recorded (when it keeps a journal).
     store: Arc<dyn SessionStore>,
+    /// Whether the store is durable (the session keeps a journal): without, a guard has
+    /// nothing to commit, and does not look.
+    journal: bool,
     /// Serializes the changes to the session's subscriptions (SUBSCRIBE, UNSUBSCRIBE) with a
     /// takeover, so that a subscription of the old connection can never land in the new
     /// connection's session. Lock order: `changes`, then retained, index, slot.
@@ -197,7 +200,7 @@ impl SlotGuard<'_> {
     /// Records the session's changes now; the outbox waits for them if it depends on them
     /// ([`Session::changes_gate_output`]).
     pub fn commit(&mut self) {
-        if self.guard.session.has_changes() {
+        if self.handle.journal && self.guard.session.has_changes() {
             let gates = self.guard.session.changes_gate_output();
             let changes = self.guard.session.take_changes();
             let lsn = self
@@ -608,6 +611,7 @@ impl Broker {
                     holds: 0,
                 }),
                 store: Arc::clone(&self.store),
+                journal: self.limits.journal,
                 changes: Mutex::new(()),
             });
             let timer = {
@@ -938,6 +942,7 @@ impl Broker {
                         holds: 0,
                     }),
                     store: Arc::clone(&self.store),
+                    journal: self.limits.journal,
                     changes: Mutex::new(()),
                 });
                 // The new session's first changes go to the store now.
@@ -1133,7 +1138,10 @@ impl Broker {
         hold: bool,
     ) {
         let mut slot = handle.lock();
-        slot.need = slot.need.max(need);
+        // Only touched when set: routing to many sessions pays for every cache line.
+        if need > 0 {
+            slot.need = slot.need.max(need);
+        }
         if hold {
             slot.holds += 1;
         }

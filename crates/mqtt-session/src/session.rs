@@ -408,7 +408,8 @@ struct Queued {
 #[derive(Debug, Clone)]
 enum Item {
     Loaded(Delivery),
-    Spilled(Spilled),
+    /// Boxed: only offline sessions have them, and the enum stays the size of a delivery.
+    Spilled(Box<Spilled>),
 }
 
 impl Item {
@@ -540,12 +541,20 @@ pub struct Session {
     expiry_interval: u32,
     /// Messages in flight not yet sent on the current connection.
     unsent: usize,
+    /// With [`Limits::journal`]: the changes not yet taken by the store. Boxed: a session
+    /// without a journal pays one word for it.
+    journal: Option<Box<Journal>>,
+}
+
+/// A session's journal ([`Limits::journal`]).
+#[derive(Debug, Clone, Default)]
+struct Journal {
+    /// Changes not yet taken by the store.
+    changes: Vec<Change>,
+    /// Whether some of them gate the outbox ([`Session::changes_gate_output`]).
+    gates: bool,
     /// The entry number of the next message queued.
     next_entry: u64,
-    /// Changes not yet taken by the store ([`Limits::journal`]).
-    journal: Vec<Change>,
-    /// Whether some of them gate the outbox ([`Session::changes_gate_output`]).
-    journal_gates: bool,
 }
 
 fn violation(statement: Option<&'static str>, detail: &'static str) -> Close {
@@ -573,9 +582,12 @@ impl Session {
             stats: SessionStats::default(),
             expiry_interval: if persistent { u32::MAX } else { 0 },
             unsent: 0,
-            next_entry: 1,
-            journal: Vec::new(),
-            journal_gates: false,
+            journal: limits.journal.then(|| {
+                Box::new(Journal {
+                    next_entry: 1,
+                    ..Journal::default()
+                })
+            }),
         }
         .journaled_from_start()
     }
@@ -606,7 +618,7 @@ impl Session {
             session.inflight.push_back(Inflight {
                 entry: f.entry,
                 id: f.id,
-                item: Item::Spilled(f.spilled),
+                item: Item::Spilled(Box::new(f.spilled)),
                 state,
                 sent: false,
             });
@@ -616,11 +628,13 @@ impl Session {
             session.queued_bytes += spilled.size;
             session.queue.push_back(Queued {
                 entry,
-                item: Item::Spilled(spilled),
+                item: Item::Spilled(Box::new(spilled)),
             });
         }
         session.incoming_qos2 = stored.incoming_qos2.into_iter().collect();
-        session.next_entry = last.saturating_add(1);
+        if let Some(j) = &mut session.journal {
+            j.next_entry = last.saturating_add(1);
+        }
         session.unsent = session.inflight.len();
         session
     }
@@ -629,8 +643,10 @@ impl Session {
     /// The broker records its own ([`Change::Detached`], [`Change::DelayedWill`],
     /// [`Change::WillDone`]) this way, so that they take their place among the session's.
     pub fn record(&mut self, change: Change) {
-        if self.limits.journal && self.persistent {
-            self.journal.push(change);
+        if self.persistent
+            && let Some(j) = &mut self.journal
+        {
+            j.changes.push(change);
         }
     }
 
@@ -639,15 +655,17 @@ impl Session {
     /// (PUBREL). The outbox must not be written before such a change is durable
     /// ([`Session::changes_gate_output`]).
     fn record_gating(&mut self, change: Change) {
-        if self.journaling() {
-            self.journal_gates = true;
-            self.journal.push(change);
+        if self.persistent
+            && let Some(j) = &mut self.journal
+        {
+            j.gates = true;
+            j.changes.push(change);
         }
     }
 
     /// Whether changes wait to be taken by the store.
     pub fn has_changes(&self) -> bool {
-        !self.journal.is_empty()
+        self.journal.as_ref().is_some_and(|j| !j.changes.is_empty())
     }
 
     /// Whether some of the changes waiting to be taken must be durable before the outbox is
@@ -655,13 +673,18 @@ impl Session {
     /// changes need not hold the outbox back: a QoS 1 message resent after a crash is a
     /// duplicate the protocol allows.
     pub fn changes_gate_output(&self) -> bool {
-        self.journal_gates
+        self.journal.as_ref().is_some_and(|j| j.gates)
     }
 
     /// Takes the changes recorded since the last call, in order.
     pub fn take_changes(&mut self) -> Vec<Change> {
-        self.journal_gates = false;
-        std::mem::take(&mut self.journal)
+        match &mut self.journal {
+            Some(j) => {
+                j.gates = false;
+                std::mem::take(&mut j.changes)
+            }
+            None => Vec::new(),
+        }
     }
 
     /// The entries of queued messages whose bodies are in the store (all of them, or only
@@ -744,8 +767,11 @@ impl Session {
         let changed = secs != self.expiry_interval || was != (secs > 0);
         self.expiry_interval = secs;
         // Recorded while persistent and when it becomes so; 0 tells the store to forget it.
-        if changed && (was || secs > 0) && self.limits.journal {
-            self.journal.push(Change::Expiry(secs));
+        if changed
+            && (was || secs > 0)
+            && let Some(j) = &mut self.journal
+        {
+            j.changes.push(Change::Expiry(secs));
         }
         self.persistent = secs > 0;
     }
@@ -923,9 +949,11 @@ impl Session {
             },
             asked_no_expiry: attach.requested_session_expiry == 0,
         };
-        if self.journaling() {
+        if self.persistent
+            && let Some(j) = &mut self.journal
+        {
             let will = connection.will.clone();
-            self.journal.push(Change::Attached { will });
+            j.changes.push(Change::Attached { will });
         }
         self.connection = Some(connection);
         // Everything in flight is sent again, in order, as the window allows [MQTT-4.4.0-1,
@@ -1014,7 +1042,7 @@ impl Session {
         if self.limits.journal && self.persistent {
             let spill = |item: &mut Item| {
                 if let Item::Loaded(d) = item {
-                    *item = Item::Spilled(d.summary());
+                    *item = Item::Spilled(Box::new(d.summary()));
                 }
             };
             self.inflight.iter_mut().for_each(|f| spill(&mut f.item));
@@ -1338,14 +1366,19 @@ impl Session {
 
     /// Whether changes are recorded for the store now.
     fn journaling(&self) -> bool {
-        self.limits.journal && self.persistent
+        self.persistent && self.journal.is_some()
     }
 
-    /// A new entry number.
+    /// A new entry number (0 without a journal: only the store needs them).
     fn new_entry(&mut self) -> u64 {
-        let entry = self.next_entry;
-        self.next_entry += 1;
-        entry
+        match &mut self.journal {
+            Some(j) if self.persistent => {
+                let entry = j.next_entry;
+                j.next_entry += 1;
+                entry
+            }
+            _ => 0,
+        }
     }
 
     /// Whether a message of this QoS may go out now: QoS 1 and 2 only while fewer than the
@@ -1385,11 +1418,11 @@ impl Session {
             let spill = self.connection.is_none();
             let item = if spill {
                 // Offline: the store keeps the body until the client returns.
-                Item::Spilled(delivery.summary())
+                Item::Spilled(Box::new(delivery.summary()))
             } else {
                 Item::Loaded(delivery.clone())
             };
-            self.journal.push(Change::Queued { entry, delivery });
+            self.record(Change::Queued { entry, delivery });
             item
         } else {
             Item::Loaded(delivery)
@@ -1466,7 +1499,7 @@ impl Session {
                 None => {
                     let entry = self.new_entry();
                     if self.journaling() {
-                        self.journal.push(Change::Queued {
+                        self.record(Change::Queued {
                             entry,
                             delivery: delivery.clone(),
                         });
@@ -1596,6 +1629,8 @@ impl Session {
             .inflight
             .iter()
             .map(|f| match &f.item {
+                // Only PUBREL goes out again: its body, loaded or not, does not matter.
+                _ if f.state == Await::Complete => format!("{}/{}/Complete", f.entry, f.id),
                 Item::Loaded(d) => format!(
                     "{}/{}/{:?}/{:?}/{}/{:?}",
                     f.entry,
