@@ -99,6 +99,141 @@ pub struct Config {
     pub sync: SyncPolicy,
     /// With `sync = "batch"`: milliseconds records are gathered before one sync.
     pub sync_batch_ms: u64,
+    /// The listeners (`[[listener]]` tables in the file). None (the default): one plain MQTT
+    /// listener on `bind`:`port`.
+    pub listener: Vec<ListenerConfig>,
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerProtocol {
+    /// MQTT over TCP (or TLS).
+    #[default]
+    Mqtt,
+    /// MQTT over WebSocket (or WebSocket over TLS), with the `mqtt` subprotocol.
+    Websockets,
+}
+
+/// One listener: a port, an address, a transport and its limits. Keys are Mosquitto's where
+/// Mosquitto has one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// TCP port.
+    pub port: u16,
+    /// Address to listen on; absent: every interface (as Mosquitto's `listener PORT`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<IpAddr>,
+    /// `mqtt` or `websockets`.
+    pub protocol: ListenerProtocol,
+    /// With `websockets`: the HTTP path of the WebSocket (others get 404).
+    pub path: String,
+    /// The server's certificate chain (PEM): TLS when set, with `keyfile`.
+    pub certfile: String,
+    /// The server's private key (PEM).
+    pub keyfile: String,
+    /// CA certificates (PEM) that client certificates must chain to.
+    pub cafile: String,
+    /// Whether clients must present a certificate signed by `cafile`.
+    pub require_certificate: bool,
+    /// Whether the Common Name of the client's certificate is its user name (replacing the
+    /// CONNECT's); needs `require_certificate`.
+    pub use_identity_as_username: bool,
+    /// Most simultaneous connections on this listener; absent: only `max_connections`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            port: 1883,
+            bind: None,
+            protocol: ListenerProtocol::Mqtt,
+            path: "/mqtt".into(),
+            certfile: String::new(),
+            keyfile: String::new(),
+            cafile: String::new(),
+            require_certificate: false,
+            use_identity_as_username: false,
+            max_connections: None,
+        }
+    }
+}
+
+impl ListenerConfig {
+    /// The address to listen on.
+    pub fn listen_addr(&self) -> SocketAddr {
+        SocketAddr::new(
+            self.bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            self.port,
+        )
+    }
+
+    /// Whether the listener speaks TLS.
+    pub fn tls(&self) -> bool {
+        !self.certfile.is_empty()
+    }
+
+    /// What a log line calls it: `mqtt`, `mqtts`, `ws` or `wss`.
+    pub fn scheme(&self) -> &'static str {
+        match (self.protocol, self.tls()) {
+            (ListenerProtocol::Mqtt, false) => "mqtt",
+            (ListenerProtocol::Mqtt, true) => "mqtts",
+            (ListenerProtocol::Websockets, false) => "ws",
+            (ListenerProtocol::Websockets, true) => "wss",
+        }
+    }
+
+    /// Checks the combinations of keys; the error names the key (`listener[N].key`).
+    fn validate(&self, n: usize) -> Result<(), ConfigError> {
+        let err = |key: &str, message: &str| {
+            Err(ConfigError {
+                key: format!("listener[{n}].{key}"),
+                message: message.into(),
+            })
+        };
+        if self.certfile.is_empty() != self.keyfile.is_empty() {
+            return err(
+                if self.certfile.is_empty() {
+                    "certfile"
+                } else {
+                    "keyfile"
+                },
+                "certfile and keyfile go together (TLS needs both)",
+            );
+        }
+        if !self.tls() && (!self.cafile.is_empty() || self.require_certificate) {
+            return err(
+                if self.require_certificate {
+                    "require_certificate"
+                } else {
+                    "cafile"
+                },
+                "needs TLS: set certfile and keyfile",
+            );
+        }
+        if self.require_certificate && self.cafile.is_empty() {
+            return err(
+                "cafile",
+                "require_certificate needs the CA certificates that client certificates chain to",
+            );
+        }
+        if self.use_identity_as_username && !self.require_certificate {
+            return err(
+                "use_identity_as_username",
+                "needs require_certificate = true",
+            );
+        }
+        if self.protocol == ListenerProtocol::Websockets && !self.path.starts_with('/') {
+            return err("path", "must start with /");
+        }
+        if self.max_connections == Some(0) {
+            return err("max_connections", "must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 /// `sync` as its name in TOML.
@@ -151,14 +286,29 @@ impl Default for Config {
             data_dir: "mqtt-data".into(),
             sync: SyncPolicy::Batch,
             sync_batch_ms: 2,
+            listener: Vec::new(),
         }
     }
 }
 
 impl Config {
-    /// The address to listen on.
+    /// The address of the default listener (used when no `[[listener]]` is configured).
     pub fn listen_addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind, self.port)
+    }
+
+    /// The listeners to open: the configured ones, or the default plain MQTT listener on
+    /// `bind`:`port`.
+    pub fn listeners(&self) -> Vec<ListenerConfig> {
+        if self.listener.is_empty() {
+            vec![ListenerConfig {
+                port: self.port,
+                bind: Some(self.bind),
+                ..ListenerConfig::default()
+            }]
+        } else {
+            self.listener.clone()
+        }
     }
 
     /// The connect timeout.
@@ -218,6 +368,9 @@ impl Config {
                 key: "data_dir".into(),
                 message: "must name a directory when persistence is on".into(),
             });
+        }
+        for (n, l) in self.listener.iter().enumerate() {
+            l.validate(n)?;
         }
         if self.worker_threads > MAX_WORKER_THREADS {
             return Err(ConfigError {

@@ -14,15 +14,12 @@ use mqtt_codec::{
 use mqtt_session::{Close, Outgoing};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, watch};
 
 use crate::auth::{AuthConversation, AuthStep};
 use crate::core::{Authenticated, Broker, Connected, Flow, SessionHandle};
 use crate::server::Peer;
-
-/// Bytes read at a time when no frame is under way.
-const READ_CHUNK: usize = 4096;
+use crate::transport::{ListenerRuntime, Reader, Transport, Upgraded, Writer};
 
 /// How long one write may take: a client that stops reading is disconnected, rather than
 /// holding its writer (and connection) forever.
@@ -64,16 +61,45 @@ struct Farewell {
     text: String,
 }
 
+/// Serves one connection accepted on `listener`: its TLS handshake and WebSocket upgrade
+/// (within the connect timeout), then the MQTT connection.
+pub(crate) async fn accept(
+    stream: TcpStream,
+    peer: Peer,
+    listener: Arc<ListenerRuntime>,
+    broker: Arc<Broker>,
+    stop: watch::Receiver<bool>,
+) {
+    let upgrade = tokio::time::timeout(
+        broker.config().connect_timeout(),
+        Box::pin(listener.upgrade(stream)),
+    );
+    let upgraded = match upgrade.await {
+        Ok(Ok(upgraded)) => upgraded,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, listener = listener.config.scheme(), error = %e,
+                "connection not established");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, listener = listener.config.scheme(),
+                "no TLS handshake or WebSocket upgrade within the connect timeout");
+            return;
+        }
+    };
+    run(upgraded, peer, broker, stop).await;
+}
+
 /// Serves one connection.
 pub(crate) async fn run(
-    stream: TcpStream,
+    upgraded: Upgraded,
     peer: Peer,
     broker: Arc<Broker>,
     mut stop: watch::Receiver<bool>,
 ) {
     // Boxed: the handshake's state (the CONNECT, an authentication exchange, the CONNACK) is
     // large and short-lived; inline, every idle connection would keep room for it.
-    let Some(accepted) = Box::pin(handshake(stream, peer, &broker, &mut stop)).await else {
+    let Some(accepted) = Box::pin(handshake(upgraded, peer, &broker, &mut stop)).await else {
         return;
     };
     let Accepted {
@@ -105,21 +131,27 @@ pub(crate) async fn run(
 /// A connection past CONNACK: what serving it needs.
 struct Accepted {
     link: Link,
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    reader: Reader,
+    writer: Writer,
     incoming: Incoming,
 }
 
 /// CONNECT, enhanced authentication, the session, CONNACK; `None` when the connection ends
 /// there (refused, gone, or the CONNACK could not be written).
 async fn handshake(
-    stream: TcpStream,
+    upgraded: Upgraded,
     peer: Peer,
     broker: &Arc<Broker>,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Accepted> {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+    let Upgraded {
+        transport,
+        identity,
+    } = upgraded;
+    if let Transport::Tcp(stream) = &transport {
+        let _ = stream.set_nodelay(true);
+    }
+    let (mut reader, mut writer) = transport.split();
     let config = broker.config();
     let mut decoder = Decoder::server().with_max_packet_size(config.max_packet_size);
     let mut buf = BytesMut::new();
@@ -132,7 +164,7 @@ async fn handshake(
         ) => r,
         _ = stop.changed() => return None,
     };
-    let connect = match first {
+    let mut connect = match first {
         Ok(Ok(Some(Packet::Connect(connect)))) => connect,
         Ok(Ok(Some(_))) => return None, // the decoder only yields CONNECT first
         Ok(Ok(None)) => return None,    // gone before saying anything
@@ -162,6 +194,22 @@ async fn handshake(
         }
     };
     let version = connect.protocol;
+    // `use_identity_as_username`: the client certificate's Common Name is the user name, the
+    // CONNECT's user name and password are not used; a certificate without one is refused.
+    if let Some(identity) = identity {
+        match identity.and_then(|cn| MqttString::try_from(cn.as_str()).ok()) {
+            Some(name) => {
+                connect.username = Some(name);
+                connect.password = None;
+            }
+            None => {
+                tracing::info!(%peer, "connection refused: the client certificate has no usable Common Name");
+                let refusal = Packet::from(ConnAck::new(ReasonCode::NotAuthorized));
+                let _ = write_packets(&mut writer, broker, version, [refusal]).await;
+                return None;
+            }
+        }
+    }
     // 5.0 enhanced authentication: the exchange runs before the session is touched.
     let mut authenticated = None;
     if version.is_v5()
@@ -241,6 +289,7 @@ async fn handshake(
         %version,
         clean = connect.clean_start,
         keep_alive = connect.keep_alive,
+        username = connect.username.as_ref().map_or("", |u| u.as_str()),
         session_present,
         "client connected"
     );
@@ -308,8 +357,8 @@ enum WriterEnd {
 async fn serve(
     link: Link,
     peer: Peer,
-    mut reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    mut reader: Reader,
+    writer: Writer,
     mut incoming: Incoming,
     mut stop: watch::Receiver<bool>,
 ) -> End {
@@ -334,7 +383,7 @@ async fn serve(
                 Ok(WriterEnd::TakenOver) => End::TakenOver,
                 _ => End::Abnormal(None),
             }),
-            read = read_some(&mut reader, &mut incoming.buf) => match read {
+            read = reader.read_some(&mut incoming.buf) => match read {
                 Ok(0) | Err(_) => Some(End::Abnormal(None)),
                 Ok(n) => {
                     link.broker.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
@@ -486,8 +535,8 @@ fn auth_packet(reason: ReasonCode, method: &str, data: Option<bytes::Bytes>) -> 
 /// # Errors
 /// The CONNACK reason to refuse the connection with.
 async fn authenticate(
-    reader: &mut OwnedReadHalf,
-    writer: &mut OwnedWriteHalf,
+    reader: &mut Reader,
+    writer: &mut Writer,
     decoder: &mut Decoder,
     buf: &mut BytesMut,
     broker: &Broker,
@@ -613,7 +662,7 @@ fn reauthenticate(link: &Link, reauth: Option<&mut ReAuth>, auth: Auth) -> Resul
 
 /// Writes whatever the session has to say, whenever it is woken, until told to finish (after a
 /// last flush), taken over, or the write fails.
-async fn write_loop(link: Link, mut writer: OwnedWriteHalf, closing: Arc<AtomicBool>) -> WriterEnd {
+async fn write_loop(link: Link, mut writer: Writer, closing: Arc<AtomicBool>) -> WriterEnd {
     loop {
         if link.handle.lock().owner != link.generation {
             // 5.0: the old connection is told before it is closed [MQTT-3.1.4-3].
@@ -689,37 +738,6 @@ fn log_close(peer: Peer, client_id: &str, close: &Close) {
     }
 }
 
-/// Reads what the socket has into the buffer, waiting until it is readable.
-///
-/// An idle connection holds no read buffer: when there is nothing to read and nothing
-/// buffered, the buffer is released before waiting, and bytes that arrive with no frame under
-/// way are read into a chunk on the stack and copied into a buffer of their size (a readiness
-/// that turns out spurious allocates nothing). A busy connection keeps its buffer: the read is
-/// tried before giving it up. When the decoder has made room for a frame under way, the read
-/// goes straight into that room. Ten thousand idle connections would otherwise keep 40 MB of
-/// empty buffers. Cancel-safe: reads happen only without awaiting.
-async fn read_some(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<usize> {
-    loop {
-        let read = if buf.capacity() > buf.len() {
-            reader.try_read_buf(buf)
-        } else {
-            let mut chunk = [0u8; READ_CHUNK];
-            reader.try_read(&mut chunk).inspect(|&n| {
-                buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-            })
-        };
-        match read {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if buf.is_empty() && buf.capacity() > 0 {
-                    *buf = BytesMut::new();
-                }
-                reader.readable().await?;
-            }
-            other => return other,
-        }
-    }
-}
-
 enum ReadError {
     Codec(CodecError),
     Io,
@@ -727,7 +745,7 @@ enum ReadError {
 
 /// Reads until one whole packet is decoded; `None` at end of stream.
 async fn read_packet(
-    reader: &mut OwnedReadHalf,
+    reader: &mut Reader,
     decoder: &mut Decoder,
     buf: &mut BytesMut,
     broker: &Broker,
@@ -740,7 +758,7 @@ async fn read_packet(
                 .fetch_add(1, Ordering::Relaxed);
             return Ok(Some(packet));
         }
-        match read_some(reader, buf).await {
+        match reader.read_some(buf).await {
             Ok(0) => return Ok(None),
             Ok(n) => {
                 broker
@@ -770,7 +788,7 @@ impl std::fmt::Display for ReadError {
 /// packet identifiers, subscriptions, the stored copies of what it acknowledges): nothing goes
 /// out that a crash could make the broker forget. While a message the client published is
 /// being routed, its acknowledgement stays in the outbox: the writer is woken when it is done.
-async fn flush(link: &Link, writer: &mut OwnedWriteHalf) -> std::io::Result<bool> {
+async fn flush(link: &Link, writer: &mut Writer) -> std::io::Result<bool> {
     let (outbox, need) = {
         let mut slot = link.handle.lock();
         if slot.owner != link.generation || slot.holds > 0 {
@@ -828,7 +846,7 @@ async fn flush(link: &Link, writer: &mut OwnedWriteHalf) -> std::io::Result<bool
 
 /// Encodes and writes packets directly (CONNACK, before or without a session).
 async fn write_packets(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut Writer,
     broker: &Broker,
     version: ProtocolVersion,
     packets: impl IntoIterator<Item = Packet>,
@@ -851,9 +869,14 @@ async fn write_packets(
     Ok(())
 }
 
-/// Writes everything, within [`WRITE_TIMEOUT`].
-async fn write_all(writer: &mut OwnedWriteHalf, bytes: &[u8]) -> std::io::Result<()> {
-    match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(bytes)).await {
+/// Writes everything (and flushes what a TLS or WebSocket layer buffers), within
+/// [`WRITE_TIMEOUT`].
+async fn write_all(writer: &mut Writer, bytes: &[u8]) -> std::io::Result<()> {
+    let written = async {
+        writer.write_all(bytes).await?;
+        writer.flush().await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, written).await {
         Ok(result) => result,
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,

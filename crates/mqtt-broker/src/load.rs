@@ -157,6 +157,20 @@ const KEYS: &[(&str, &str)] = &[
         "sync_batch_ms",
         "With sync = \"batch\": milliseconds writes are gathered before one sync (1 to 1000).",
     ),
+    (
+        "listener",
+        "Listeners, each a [[listener]] table (empty: one plain MQTT listener on bind:port).\n\
+         Keys of a listener: port; bind (absent: every interface); protocol (\"mqtt\" or\n\
+         \"websockets\"); path (WebSocket path, default \"/mqtt\"); certfile and keyfile (PEM:\n\
+         TLS); cafile (PEM CA certificates for client certificates); require_certificate;\n\
+         use_identity_as_username (the client certificate's Common Name is the user name);\n\
+         max_connections (this listener's own limit). For example:\n\
+         [[listener]]\n\
+         port = 8883\n\
+         certfile = \"server.crt\"\n\
+         keyfile = \"server.key\"\n\
+         SIGHUP reloads the certificates and keys (a file that fails keeps the old ones).",
+    ),
 ];
 
 /// The prefix of the environment variables: `MQTT_PORT` sets `port`.

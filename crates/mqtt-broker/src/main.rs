@@ -1,6 +1,6 @@
 //! The `mqtt-broker` binary: reads the configuration (defaults < TOML file < `MQTT_*`
 //! environment < flags), installs the tracing subscriber and runs the broker until SIGINT or
-//! SIGTERM.
+//! SIGTERM; SIGHUP reloads the listeners' TLS certificates and keys.
 //!
 //! Exit status: 0 after a clean shutdown (or `generate-config` / `--print-config`), 1 if the
 //! broker fails, 2 for a usage or configuration error.
@@ -139,7 +139,17 @@ fn main() -> ExitCode {
         // Signal handlers need the runtime, so they are installed here, before the broker starts.
         let shutdown = shutdown_signal()
             .map_err(|e| anyhow::anyhow!("cannot install the SIGINT/SIGTERM handlers: {e}"))?;
-        mqtt_broker::run(config, shutdown).await
+        let reload = std::sync::Arc::new(tokio::sync::Notify::new());
+        let mut hangup = signal(SignalKind::hangup())
+            .map_err(|e| anyhow::anyhow!("cannot install the SIGHUP handler: {e}"))?;
+        let notify = std::sync::Arc::clone(&reload);
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP received, reloading");
+                notify.notify_one();
+            }
+        });
+        mqtt_broker::run_with_reload(config, shutdown, reload).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -199,3 +199,45 @@ fn a_data_directory_in_use_exits_1_saying_so() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("in use by another process"), "{err}");
 }
+
+#[test]
+fn listeners_round_trip_through_print_config() {
+    let file = TempFile::new(
+        "[[listener]]\nport = 1883\n\n[[listener]]\nport = 8080\nbind = \"127.0.0.1\"\n\
+         protocol = \"websockets\"\npath = \"/ws\"\nmax_connections = 10\n",
+    );
+    let (code, out, err) = run(broker().arg("-c").arg(&file.0).arg("--print-config"));
+    assert_eq!(code, 0, "{err}");
+    let config: Config = toml::from_str(&out).expect("printed file parses");
+    assert_eq!(config.listener.len(), 2, "{out}");
+    let ws = &config.listener[1];
+    assert_eq!(
+        (ws.port, ws.path.as_str(), ws.max_connections, ws.scheme()),
+        (8080, "/ws", Some(10), "ws")
+    );
+}
+
+#[test]
+fn a_listener_key_error_exits_2_naming_the_listener() {
+    let file = TempFile::new("[[listener]]\nport = 8883\ncertfile = \"server.pem\"\n");
+    let (code, _, err) = run(broker().arg("-c").arg(&file.0));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("listener[0].keyfile"), "{err}");
+    let file = TempFile::new("[[listener]]\nport = 8883\nprotocl = \"mqtt\"\n");
+    let (code, _, err) = run(broker().arg("-c").arg(&file.0));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("protocl"), "{err}");
+}
+
+#[test]
+fn an_unreadable_certificate_exits_1_naming_the_file() {
+    let missing =
+        std::env::temp_dir().join(format!("mqtt-broker-cli-{}-none.pem", std::process::id()));
+    let file = TempFile::new(&format!(
+        "[[listener]]\nport = 0\nbind = \"127.0.0.1\"\ncertfile = \"{0}\"\nkeyfile = \"{0}\"\n",
+        missing.display()
+    ));
+    let (code, _, err) = run(broker().arg("-c").arg(&file.0));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+}

@@ -74,6 +74,8 @@ class Manual:
 
     MQTT 3.1.1 by default; with `v5=True` it speaks MQTT 5.0, `clean_session` is Clean Start,
     `properties` are the CONNECT properties and the will's fifth element its properties.
+    With `ws_path` it speaks MQTT over a WebSocket on that path; with `ca_certs` (a PEM file),
+    over TLS, verifying the server's certificate against it.
     """
 
     def __init__(
@@ -87,6 +89,8 @@ class Manual:
         v5=False,
         properties=None,
         manual_ack=False,
+        ws_path=None,
+        ca_certs=None,
     ):
         self.host = host
         self.port = port
@@ -101,7 +105,12 @@ class Manual:
             clean_session=None if v5 else clean_session,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             manual_ack=manual_ack,
+            transport="tcp" if ws_path is None else "websockets",
         )
+        if ws_path is not None:
+            self.client.ws_set_options(path=ws_path)
+        if ca_certs is not None:
+            self.client.tls_set(ca_certs=ca_certs)
         if will is not None:
             topic, payload, qos, retain = will[:4]
             will_properties = will[4] if len(will) > 4 else None

@@ -66,8 +66,10 @@ pub(crate) struct Broker {
     kind: Kind,
     /// The broker process.
     child: Child,
-    /// The port it listens on.
+    /// The port it listens on (the first listener's, when it has several).
     port: u16,
+    /// Every port it listens on.
+    ports: Vec<u16>,
     /// The private directory holding the log (and Mosquitto's configuration file).
     dir: PathBuf,
     /// The log file: the broker's stdout and stderr.
@@ -109,25 +111,10 @@ impl Broker {
     fn try_start(kind: Kind, args: &[&str]) -> Result<Self, String> {
         let port = free_port();
         let dir = scratch_dir(&format!("broker-{port}"));
-        let log_path = dir.join("broker.log");
-        let log = fs::File::create(&log_path).expect("create the broker log file");
-        let log_err = log.try_clone().expect("clone the broker log file handle");
-
-        let mut command = match kind {
+        let command = match kind {
             Kind::Ours => {
-                let mut command = Command::new(env!("CARGO_BIN_EXE_mqtt-broker"));
+                let mut command = our_broker();
                 command.arg("-p").arg(port.to_string()).args(args);
-                // The broker reads its configuration from `MQTT_<KEY>` variables: none of the
-                // test environment's (MQTT_TEST_BROKER included) may leak into it.
-                for (name, _) in std::env::vars_os() {
-                    if name.to_string_lossy().starts_with("MQTT_") {
-                        command.env_remove(name);
-                    }
-                }
-                // Our broker logs with `tracing` at `info` unless told otherwise.
-                if std::env::var_os("RUST_LOG").is_none() {
-                    command.env("RUST_LOG", "debug");
-                }
                 command
             }
             Kind::Mosquitto => {
@@ -139,6 +126,47 @@ impl Broker {
                 command
             }
         };
+        Self::spawn(kind, command, vec![port], dir)
+    }
+
+    /// Starts our broker with `count` listeners on fresh loopback ports, configured by the
+    /// TOML file `config(ports, dir)` returns (`dir`: the broker's private directory, where the
+    /// test may keep certificates and the like), and waits until every port accepts TCP
+    /// connections. [`Broker::port`] is the first port, [`Broker::ports`] all of them.
+    pub(crate) fn start_listeners(count: usize, config: impl Fn(&[u16], &Path) -> String) -> Self {
+        let mut failures = String::new();
+        for attempt in 1..=START_ATTEMPTS {
+            let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+            let dir = scratch_dir(&format!("broker-{}", ports.first().copied().unwrap_or(0)));
+            let file = dir.join("broker.toml");
+            fs::write(&file, config(&ports, &dir)).expect("write the broker configuration");
+            let mut command = our_broker();
+            command.arg("-c").arg(&file);
+            match Self::spawn(Kind::Ours, command, ports, dir) {
+                Ok(broker) => return broker,
+                Err(failure) => {
+                    let _ = writeln!(failures, "--- attempt {attempt}: {failure}");
+                    if !failure.to_ascii_lowercase().contains("in use") {
+                        break;
+                    }
+                }
+            }
+        }
+        panic!("the broker did not start:\n{failures}");
+    }
+
+    /// Runs `command` with its output in `dir/broker.log` and waits until it accepts
+    /// connections on every one of `ports`. On failure the process is gone and the error
+    /// carries its log.
+    fn spawn(
+        kind: Kind,
+        mut command: Command,
+        ports: Vec<u16>,
+        dir: PathBuf,
+    ) -> Result<Self, String> {
+        let log_path = dir.join("broker.log");
+        let log = fs::File::create(&log_path).expect("create the broker log file");
+        let log_err = log.try_clone().expect("clone the broker log file handle");
         command
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -153,7 +181,8 @@ impl Broker {
         let mut broker = Self {
             kind,
             child,
-            port,
+            port: ports.first().copied().unwrap_or(0),
+            ports,
             dir,
             log_path,
         };
@@ -169,29 +198,33 @@ impl Broker {
         }
     }
 
-    /// Polls until a TCP connection to the port succeeds while the process is still running.
+    /// Polls until a TCP connection to every port succeeds while the process is still running.
     fn wait_until_accepting(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll the broker process") {
-                return Err(format!("the broker exited during startup ({status})"));
-            }
-            if TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok() {
-                // The connection may have reached someone else's listener if our broker failed
-                // to bind and is about to exit: make sure it is still there.
+        for port in self.ports.clone() {
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            loop {
+                if let Some(status) = self.child.try_wait().expect("poll the broker process") {
+                    return Err(format!("the broker exited during startup ({status})"));
+                }
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "the broker did not accept a TCP connection on {addr} within \
+                         {STARTUP_TIMEOUT:?}"
+                    ));
+                }
                 thread::sleep(POLL);
-                return match self.child.try_wait().expect("poll the broker process") {
-                    None => Ok(()),
-                    Some(status) => Err(format!("the broker exited during startup ({status})")),
-                };
             }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "the broker did not accept a TCP connection on {} within {STARTUP_TIMEOUT:?}",
-                    self.addr()
-                ));
-            }
-            thread::sleep(POLL);
+        }
+        // A connection may have reached someone else's listener if our broker failed to bind
+        // and is about to exit: make sure it is still there.
+        thread::sleep(POLL);
+        match self.child.try_wait().expect("poll the broker process") {
+            None => Ok(()),
+            Some(status) => Err(format!("the broker exited during startup ({status})")),
         }
     }
 
@@ -203,6 +236,21 @@ impl Broker {
     /// The TCP port.
     pub(crate) fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Every port it listens on, in the order of its listeners.
+    pub(crate) fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// Its process id (for signals).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its private directory (the log, and whatever the test keeps there).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The address, `127.0.0.1:port`.
@@ -253,6 +301,23 @@ impl Drop for Broker {
             self.remove_dir();
         }
     }
+}
+
+/// Our broker's binary, with none of the test environment's `MQTT_*` variables, logging at
+/// `debug` unless `RUST_LOG` says otherwise.
+fn our_broker() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mqtt-broker"));
+    // The broker reads its configuration from `MQTT_<KEY>` variables: none of the test
+    // environment's (MQTT_TEST_BROKER included) may leak into it.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("MQTT_") {
+            command.env_remove(name);
+        }
+    }
+    if std::env::var_os("RUST_LOG").is_none() {
+        command.env("RUST_LOG", "debug");
+    }
+    command
 }
 
 /// Mosquitto's configuration file for the listener on `port`, with the `--set KEY=VALUE` pairs
